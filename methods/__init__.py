@@ -1,0 +1,1 @@
+"""Neuron-ranking methods, one module per family, all behind `Method.rank(X, y) -> ranking`."""

@@ -1,0 +1,94 @@
+"""The Method contract: validate, standardize, drop dead neurons, rank the live ones, append the dead.
+
+Reference: shared/docs/reference.md#ranking-contract and #data-znorm.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from bench.errors import NeuronbenchError
+
+DEAD_TOLERANCE = 1e-6  # a neuron is dead if its std <= DEAD_TOLERANCE * median std
+
+
+def live_neurons(std: np.ndarray) -> np.ndarray:
+    """Boolean mask of neurons whose spread is not negligible against the layer's median."""
+    return std > DEAD_TOLERANCE * np.median(std)
+
+
+def order_by_scores(scores: np.ndarray) -> np.ndarray:
+    """Indices by descending score; ties go to the lower index, NaN counts as -inf."""
+    keyed = np.where(np.isnan(scores), -np.inf, scores)
+    return np.argsort(-keyed, kind="stable")
+
+
+def check_activations(X, where: str = "activations") -> np.ndarray:
+    """Return X as a float32 2-D array, or raise on a wrong shape or NaN/inf values."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise NeuronbenchError(f"{where}: expected a 2-D array (words x neurons), got shape {X.shape}")
+    X = X.astype(np.float32, copy=False)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise NeuronbenchError(f"{where}: {bad.sum()} NaN/inf values (first at word {rows[0]}, "
+                               f"neuron {cols[0]}); fix the extraction or drop those words")
+    return X
+
+
+def check_labels(y, n: int, where: str = "labels") -> np.ndarray:
+    """Return y as int64 class ids 0..C-1 of length n, or raise."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise NeuronbenchError(f"{where}: expected {n} labels in a 1-D array, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise NeuronbenchError(f"{where}: labels must be non-negative integer class ids, got {y.dtype}")
+    return y.astype(np.int64, copy=False)
+
+
+class Method:
+    """Base class of every ranking method (scikit-learn rule: `__init__` only stores parameters).
+
+    Subclasses implement `scores(Z, y, rng)` (higher = more important) or, for methods with a
+    native ordering, `order(Z, y, rng)`; both see only live neurons, standardized if
+    `normalize == "zscore"`. `needs` names extra inputs the runner must pass to `rank` (e.g.
+    "model"); activation-only methods never see the model.
+    """
+
+    needs: ClassVar[frozenset[str]] = frozenset()
+    uses_labels: ClassVar[bool] = True
+    normalize: str = "zscore"
+
+    def rank(self, X, y=None, *, rng: np.random.Generator | int | None = None, **inputs) -> np.ndarray:
+        """Permutation of range(D), most important neuron first; never mutates X or y."""
+        X = check_activations(X)
+        if self.uses_labels:
+            if y is None:
+                raise NeuronbenchError(f"{type(self).__name__} needs labels")
+            y = check_labels(y, len(X))
+        missing = self.needs - inputs.keys()
+        if missing:
+            raise NeuronbenchError(f"{type(self).__name__} needs {sorted(missing)} passed to rank()")
+        if self.normalize not in ("zscore", "raw"):
+            raise NeuronbenchError(f"{type(self).__name__}: normalize must be 'zscore' or 'raw', "
+                                   f"got {self.normalize!r}")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        mean, std = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+        live = np.flatnonzero(live_neurons(std))
+        Z = X[:, live]  # a copy: methods may work in place
+        if self.normalize == "zscore":
+            Z = ((Z - mean[live]) / std[live]).astype(np.float32)
+        sub = np.asarray(self.order(Z, y, rng, **inputs), dtype=np.int64)
+        if not np.array_equal(np.sort(sub), np.arange(len(live))):
+            raise RuntimeError(f"{type(self).__name__} returned an ordering that is not a permutation")
+        dead = np.setdiff1d(np.arange(X.shape[1]), live)
+        return np.concatenate([live[sub], dead])
+
+    def order(self, Z: np.ndarray, y: np.ndarray | None, rng: np.random.Generator, **inputs) -> np.ndarray:
+        return order_by_scores(np.asarray(self.scores(Z, y, rng, **inputs), dtype=np.float64))
+
+    def scores(self, Z: np.ndarray, y: np.ndarray | None, rng: np.random.Generator, **inputs) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement scores() or order()")

@@ -1,0 +1,1 @@
+"""Concept tasks: CoNLL-U treebanks, templated sentences and their control tasks."""
