@@ -1,0 +1,31 @@
+# Quick start: `make bench` (set up, run the default benchmark, print the board), `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first, pinned: the CPU wheel; anything that pulls torch before it gets CUDA builds.
+TORCH := torch==2.13.0
+
+.PHONY: install bench test benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/neuronbench
+	$(BIN)/neuronbench-board build --print
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+benchmarks: $(STAMP)
+	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
+
+clean:
+	rm -rf results .cache

@@ -1,0 +1,73 @@
+"""On-disk activation cache: one float16 .npy per (model, corpus, pooling, split, site, layer).
+
+Every file is written to a temporary name and moved into place with `os.replace`, and the entry's
+`<site>.json` marker is written last, so a killed job never leaves an entry that looks complete and two jobs
+racing for one entry are harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _safe(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", part)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
+    os.close(fd)
+    try:
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ActivationCache:
+    """Locates cache entries; `bench.extract` fills them, everything else reads them."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def entry(self, model: str, revision: str, corpus_id: str, pooling: str) -> Path:
+        return self.root / _safe(f"{model}@{revision}") / corpus_id / pooling
+
+    def is_complete(self, entry: Path, site: str) -> bool:
+        return (entry / f"{site}.json").exists()
+
+    def mark_complete(self, entry: Path, site: str, meta: dict) -> None:
+        """Written after every layer file of the site, so its presence means the site is whole."""
+        atomic_write_bytes(entry / f"{site}.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+
+    @staticmethod
+    def layer_path(entry: Path, split: str, site: str, layer: int) -> Path:
+        return entry / split / f"{site}_L{layer:02d}.npy"
+
+    def load_layer(self, entry: Path, split: str, site: str, layer: int) -> np.ndarray:
+        """Memory-mapped float16 activations, one row per word of the split."""
+        return np.load(self.layer_path(entry, split, site, layer), mmap_mode="r", allow_pickle=False)
+
+    def load_valid(self, entry: Path, split: str) -> np.ndarray:
+        """Mask of words that got activations (False: no subword pieces, or sentence too long)."""
+        return np.load(entry / split / "valid.npy", allow_pickle=False)

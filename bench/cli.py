@@ -1,0 +1,33 @@
+"""`neuronbench`: the Hydra app. Each Hydra job runs one task x model x method x seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from bench.errors import NeuronbenchError
+from bench.run import run_job
+
+
+# The project is used from a clone: conf/ sits next to the packages.
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def app(cfg: DictConfig) -> None:
+    method_name = HydraConfig.get().runtime.choices["method"]
+    try:
+        run_job(cfg, method_name)
+    except NeuronbenchError as err:
+        raise SystemExit(f"neuronbench: error: {err}") from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""One cell's examples at one layer and site: z-scored with train statistics, probes memoized.
+
+Every scorer reads a ranking through this object, so no scorer can see which method made it, and
+a probe fitted for one scorer (the top-k probe of `probe_acc`, say) serves the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from bench.errors import NeuronbenchError
+from bench.examples import Examples
+from bench.probe import LogisticProbe, accuracy, fit_select
+from methods.base import check_activations, live_neurons
+from tasks.base import SPLITS
+
+
+class LayerData:
+    def __init__(self, X: dict[str, np.ndarray], examples: Examples, where: str = "layer"):
+        train = check_activations(X["train"], f"{where} train")
+        mean, std = train.mean(axis=0, dtype=np.float64), train.std(axis=0, dtype=np.float64)
+        self.live = live_neurons(std)
+        scale = np.where(self.live, std, 1.0)
+        self.Z = {}
+        for split in SPLITS:
+            acts = check_activations(X[split], f"{where} {split}")
+            self.Z[split] = np.where(self.live, (acts - mean) / scale, 0.0).astype(np.float32)
+        self.examples = examples
+        self.n_neurons = train.shape[1]
+        self._probes: dict[tuple[str, bytes], tuple[LogisticProbe, float]] = {}
+
+    def labels(self, split: str, target: str = "task") -> np.ndarray:
+        if target == "task":
+            return self.examples.y[split]
+        if target == "control":
+            return self.examples.control[split]
+        raise NeuronbenchError(f"unknown probe target {target!r}; use 'task' or 'control'")
+
+    def probe(self, columns: np.ndarray, target: str = "task") -> tuple[LogisticProbe, np.ndarray]:
+        """The evaluation probe on `columns` (live ones only; dead ones are constant), C chosen on dev."""
+        cols = np.sort(np.asarray(columns, dtype=np.int64))
+        cols = cols[self.live[cols]]
+        key = (target, hashlib.sha1(cols.tobytes()).digest())
+        if key not in self._probes:
+            fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
+                                   self.Z["dev"][:, cols], self.labels("dev", target),
+                                   self.examples.n_classes)
+            self._probes[key] = (fitted, cols)
+        return self._probes[key]
+
+    def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
+        """Test accuracy of a probe retrained on `columns` alone."""
+        fitted, cols = self.probe(columns, target)
+        return accuracy(fitted, self.Z["test"][:, cols], self.labels("test", target))
+
+    def masked_accuracy(self, keep: np.ndarray) -> float:
+        """Test accuracy of the all-neuron probe with the columns outside `keep` set to the train mean."""
+        fitted, cols = self.probe(np.arange(self.n_neurons))
+        mask = np.zeros(self.n_neurons, dtype=np.float32)
+        mask[np.asarray(keep, dtype=np.int64)] = 1.0
+        return accuracy(fitted, self.Z["test"][:, cols] * mask[cols], self.labels("test"))
+
+    def majority(self) -> float:
+        """Test accuracy of always predicting the most frequent train class."""
+        top = np.bincount(self.labels("train")).argmax()
+        return float(np.mean(self.labels("test") == top))

@@ -1,0 +1,120 @@
+"""One benchmark job: a task x model x method x seed over every layer and site, to records on disk.
+
+Side effects live here: the job reads the activation cache (filling it first if needed), saves one
+ranking per layer and site, and writes its records last, atomically, so a job whose records exist is
+finished and a stopped sweep resumes by skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import bench
+from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
+from bench.examples import select_examples
+from bench.extract import extract
+from bench.layer import LayerData
+from bench.models import load_model
+from bench.scorers import get_scorer, k_grid
+from bench.seeds import cell_rng
+from methods.base import Method
+from tasks.base import SPLITS
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@lru_cache(maxsize=4)
+def _load_task(loader_json: str, name: str, version: str):
+    return instantiate(json.loads(loader_json), name=name, version=str(version))
+
+
+def job_dir(cfg: DictConfig, method_name: str) -> Path:
+    concept = f"@{cfg.task.concept}" if cfg.task.get("concept") else ""
+    return (Path(cfg.results_dir) / "runs" / f"{cfg.task.name}{concept}" / cfg.model.name
+            / method_name / f"seed{cfg.seed}")
+
+
+def run_job(cfg: DictConfig, method_name: str) -> Path:
+    """Run (or skip, if its records exist and force is off) one job; returns its folder."""
+    out = job_dir(cfg, method_name)
+    records_path = out / "records.jsonl"
+    if records_path.exists() and not cfg.force:
+        log.info("skip %s: records exist (force=true reruns)", out)
+        return out
+    started = time.perf_counter()
+    task_cfg, model_cfg = cfg.task, cfg.model
+    task = _load_task(json.dumps(OmegaConf.to_container(task_cfg.loader, resolve=True)),
+                      task_cfg.name, task_cfg.version)
+    model_spec = OmegaConf.to_container(model_cfg, resolve=True)
+    loaded = load_model(model_cfg.name, model_spec)
+    cache = ActivationCache(cfg.cache_dir)
+    sites = list(cfg.sites)
+    pooling = cfg.get("pooling") or model_cfg.pooling
+    entry = extract(loaded, task, cache, sites=sites, pooling=pooling, batch_size=cfg.batch_size,
+                    quiet=cfg.quiet)
+    t_extract = time.perf_counter() - started
+    examples = select_examples(
+        task, {s: cache.load_valid(entry, s) for s in SPLITS}, seed=cfg.seed,
+        concept=task_cfg.get("concept"), n_min=task_cfg.n_min,
+        max_words=OmegaConf.to_container(task_cfg.max_words) if task_cfg.get("max_words") else None)
+    method_params = OmegaConf.to_container(cfg.method, resolve=True)
+    method: Method = instantiate(method_params)
+    inputs = {"model": loaded} if "model" in method.needs else {}
+    base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
+            "concept": task_cfg.get("concept"), "model": model_cfg.name,
+            "model_revision": loaded.revision, "pooling": pooling, "method": method_name,
+            "method_params": json.dumps(method_params, sort_keys=True), "seed": int(cfg.seed),
+            "source": "builtin", "package_version": bench.__version__, "git_commit": git_commit(),
+            "n_train": len(examples.y["train"]), "n_test": len(examples.y["test"])}
+    records, timings = [], []
+    for site in sites:
+        for layer in loaded.layers(site):
+            t0 = time.perf_counter()
+            cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
+            X = {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
+                               dtype=np.float32) for s in SPLITS}
+            data = LayerData(X, examples, where=cell)
+            key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
+            ranking = method.rank(X["train"], examples.y["train"],
+                                  rng=cell_rng(cfg.seed, *key, "method"), **inputs)
+            t_rank = time.perf_counter() - t0
+            atomic_save_npy(out / "rankings" / f"{site}_L{layer:02d}.npy", ranking.astype(np.int64))
+            ks = k_grid(data.n_neurons, cfg.ks)
+            for name in cfg.scorers:
+                for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):
+                    records.append({**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
+                                    "metric": score.metric, "k": score.k, "value": score.value,
+                                    "chance": score.chance, "other": None})
+            t_layer = time.perf_counter() - t0
+            timings.append({"site": site, "layer": layer, "rank_s": round(t_rank, 3),
+                            "score_s": round(t_layer - t_rank, 3)})
+            log.info("%s %s: rank %.2fs, score %.2fs", method_name, cell, t_rank, t_layer - t_rank)
+    atomic_write_bytes(out / "job.json", json.dumps(
+        {"config": OmegaConf.to_container(cfg, resolve=True), "method": method_name,
+         "examples": examples.sizes(), "labels": list(examples.label_names),
+         "dropped_classes": list(examples.dropped), "extract_s": round(t_extract, 2),
+         "total_s": round(time.perf_counter() - started, 2), "layers": timings},
+        indent=1, default=str).encode())
+    atomic_write_bytes(records_path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    log.info("wrote %d records to %s in %.1fs", len(records), records_path,
+             time.perf_counter() - started)
+    return out

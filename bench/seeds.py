@@ -1,0 +1,14 @@
+"""Seeded generators per cell and stream, never Python's salted hash() or a global RNG."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+def cell_rng(seed: int, *parts: object) -> np.random.Generator:
+    """Generator for (seed, parts...), e.g. cell_rng(0, "upos", "minilm_l6", 3, "hidden", "method")."""
+    key = "|".join(str(p) for p in parts)
+    digest = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 2**63
+    return np.random.default_rng(np.random.SeedSequence([int(seed), digest]))

@@ -1,0 +1,323 @@
+"""The embedded templated task set: sentences from a small grammar, labels exact by construction.
+
+It exists so the benchmark runs on a fresh machine with no data at all. A seeded grammar writes
+the corpus, and every word is emitted together with its part of speech, number and tense, so no
+tagger (and no tagger error) stands between the sentences and the labels. The grammar is made to
+need context: nouns whose plural equals their singular (sheep, fish, deer), verbs whose past
+equals their present (put, cut, read, hit, let), words with two parts of speech (that, her, saw,
+watch), subject-verb agreement across prepositional phrases and relative clauses, and bare
+infinitives that are verbs without tense.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence, TypeVar
+
+import numpy as np
+
+from bench.errors import NeuronbenchError
+from tasks.base import SPLITS, Task
+
+FEATURES = ("word_class", "number", "tense", "position")
+SENTENCE_LENGTHS = range(5, 16)  # words per sentence, punctuation included
+SPLIT_PERCENT = {"train": 70, "dev": 15}  # test takes the rest, so no sentence is lost to rounding
+
+
+class Noun(NamedTuple):
+    singular: str
+    plural: str
+
+
+class Verb(NamedTuple):
+    base: str
+    third_singular: str
+    past: str
+    needs_place: bool = False  # "put" wants a destination: "put the key on the table"
+
+
+class Word(NamedTuple):
+    """One generated word with every label the grammar knows for it."""
+
+    form: str
+    word_class: str
+    number: str | None = None  # Sing/Plur, nouns only
+    tense: str | None = None  # Past/Pres, finite verbs only
+
+
+def _nouns(spec: str) -> tuple[Noun, ...]:
+    """Regular nouns as 'dog' (plural +s), irregular ones as 'mouse/mice'."""
+    pairs = (item.split("/") if "/" in item else (item, item + "s") for item in spec.split())
+    return tuple(Noun(singular, plural) for singular, plural in pairs)
+
+
+def _verbs(spec: str) -> tuple[Verb, ...]:
+    """Verbs as 'base/third_singular/past'."""
+    return tuple(Verb(*item.split("/")) for item in spec.split())
+
+
+# Animate nouns can be subjects of anything; inanimate ones only objects and copular subjects,
+# so the corpus avoids "the table laughs" without needing a semantic model.
+ANIMATE_NOUNS = _nouns(
+    "dog cat bird horse cow fox/foxes wolf/wolves mouse/mice goose/geese child/children man/men "
+    "woman/women boy girl teacher farmer doctor baker student king queen friend neighbor sailor "
+    "painter rabbit duck owl artist uncle actor elephant sheep/sheep fish/fish deer/deer"
+)
+INANIMATE_NOUNS = _nouns(
+    "book letter song house river garden table door window box/boxes glass/glasses knife/knives "
+    "leaf/leaves apple egg rope stone tree car boat road city/cities story/stories picture cake "
+    "key bottle wall field hill bridge watch/watches saw hat shoe chair bag coin map ship lamp "
+    "clock umbrella island"
+)
+INTRANSITIVE_VERBS = _verbs(
+    "sleep/sleeps/slept run/runs/ran laugh/laughs/laughed smile/smiles/smiled sing/sings/sang "
+    "dance/dances/danced swim/swims/swam wait/waits/waited arrive/arrives/arrived fall/falls/fell "
+    "sit/sits/sat cry/cries/cried work/works/worked travel/travels/traveled rest/rests/rested "
+    "jump/jumps/jumped shout/shouts/shouted hide/hides/hid fly/flies/flew play/plays/played"
+)
+TRANSITIVE_VERBS = _verbs(
+    "eat/eats/ate find/finds/found take/takes/took hold/holds/held carry/carries/carried "
+    "push/pushes/pushed pull/pulls/pulled open/opens/opened wash/washes/washed build/builds/built "
+    "buy/buys/bought sell/sells/sold bring/brings/brought throw/throws/threw catch/catches/caught "
+    "write/writes/wrote draw/draws/drew like/likes/liked follow/follows/followed "
+    "visit/visits/visited chase/chases/chased break/breaks/broke keep/keeps/kept lose/loses/lost "
+    "have/has/had cut/cuts/cut read/reads/read hit/hits/hit shut/shuts/shut hurt/hurts/hurt"
+) + (Verb("put", "puts", "put", needs_place=True),
+     Verb("place", "places", "placed", needs_place=True))
+OBJECT_ONLY_VERBS = tuple(verb for verb in TRANSITIVE_VERBS if not verb.needs_place)
+# Verbs taking an object and a bare infinitive: "she let the dogs eat", where "eat" has no tense.
+COMPLEMENT_VERBS = _verbs(
+    "let/lets/let make/makes/made help/helps/helped watch/watches/watched see/sees/saw "
+    "hear/hears/heard"
+)
+ADJECTIVES = tuple(
+    "big small old young happy sad red green blue tall short quiet brave clever angry tired hungry "
+    "kind strange heavy bright dark warm cold new little gentle lazy busy empty famous ugly".split()
+)
+MANNER_ADVERBS = tuple(
+    "quickly slowly quietly loudly happily sadly carefully suddenly gently easily badly".split()
+)
+FREQUENCY_ADVERBS = tuple("often always never sometimes usually rarely".split())
+# Sentence-initial time adverbs, drawn to suit the tense: a context cue for the ambiguous verbs.
+TIME_ADVERBS = {"Past": ("yesterday", "today", "then"), "Pres": ("nowadays", "today", "now")}
+PREPOSITIONS = tuple("in on under near behind with from beside without across through at".split())
+PLACE_PREPOSITIONS = tuple("in on under near behind beside".split())
+SINGULAR_DETERMINERS = ("a", "this", "that", "every")  # "a" becomes "an" before a vowel
+PLURAL_DETERMINERS = ("some", "these", "those", "many")
+NEUTRAL_DETERMINERS = ("the", "my", "your", "his", "her", "our", "their")
+# Agreement classes: which present and copula form a subject takes.
+FIRST_SINGULAR, THIRD_SINGULAR, OTHER = "1sg", "3sg", "other"
+SUBJECT_PRONOUNS = {"I": FIRST_SINGULAR, "he": THIRD_SINGULAR, "she": THIRD_SINGULAR,
+                    "it": THIRD_SINGULAR, "you": OTHER, "we": OTHER, "they": OTHER}
+SUBJECT_PRONOUN_FORMS = tuple(SUBJECT_PRONOUNS)
+OBJECT_PRONOUNS = ("me", "you", "him", "her", "it", "us", "them")
+COPULA = {("Pres", FIRST_SINGULAR): "am", ("Pres", THIRD_SINGULAR): "is", ("Pres", OTHER): "are",
+          ("Past", FIRST_SINGULAR): "was", ("Past", THIRD_SINGULAR): "was", ("Past", OTHER): "were"}
+TENSES = ("Past", "Pres")
+Option = TypeVar("Option")
+
+
+def templated_task(feature: str, name: str, version: str, n_sentences: int = 2000,
+                   seed: int = 0) -> Task:
+    """One feature of the templated corpus; every feature sees the same sentences for a seed.
+
+    Features and their labels (None marks context words):
+      word_class  DET NOUN VERB ADJ ADV ADP PRON CONJ PUNCT on every word (the copula is a VERB)
+      number      Sing/Plur on nouns
+      tense       Past/Pres on finite verbs; bare infinitives ("let them *eat*") get None
+      position    begin/middle/end on every word: word i of an n-word sentence (punctuation counts)
+                  is in third (3 * i) // n, so integer arithmetic decides the borders exactly
+    """
+    if feature not in FEATURES:
+        raise NeuronbenchError(f"unknown templated feature {feature!r}; valid features: "
+                               f"{', '.join(FEATURES)}")
+    split_sentences = _split_corpus(n_sentences, seed)
+    return Task(
+        name=name,
+        version=version,
+        sentences={split: [[word.form for word in sent] for sent in sents]
+                   for split, sents in split_sentences.items()},
+        labels={split: [_labels(sent, feature) for sent in sents]
+                for split, sents in split_sentences.items()},
+        meta={"source": "templated", "n_sentences": n_sentences, "seed": seed},
+    )
+
+
+def _split_corpus(n_sentences: int, seed: int) -> dict[str, list[list[Word]]]:
+    """Write the corpus and shuffle it into 70/15/15 splits, from two independent seeded streams."""
+    n_train = n_sentences * SPLIT_PERCENT["train"] // 100
+    n_dev = n_sentences * SPLIT_PERCENT["dev"] // 100
+    if n_dev < 1:
+        raise NeuronbenchError(f"n_sentences={n_sentences} leaves the dev split empty; "
+                               "use at least 7 sentences")
+    grammar_rng, split_rng = (np.random.default_rng(stream)
+                              for stream in np.random.SeedSequence(seed).spawn(2))
+    sentences = [_sentence(grammar_rng) for _ in range(n_sentences)]
+    order = split_rng.permutation(n_sentences).tolist()
+    bounds = {"train": (0, n_train), "dev": (n_train, n_train + n_dev),
+              "test": (n_train + n_dev, n_sentences)}
+    return {split: [sentences[i] for i in order[slice(*bounds[split])]] for split in SPLITS}
+
+
+def _labels(sentence: list[Word], feature: str) -> list[str | None]:
+    if feature == "position":
+        n = len(sentence)
+        return [("begin", "middle", "end")[3 * i // n] for i in range(n)]
+    return [getattr(word, feature) for word in sentence]
+
+
+def _pick(rng: np.random.Generator, options: Sequence[Option]) -> Option:
+    """A uniform choice; a scalar float draw is several times faster than rng.integers."""
+    return options[int(rng.random() * len(options))]
+
+
+def _chance(rng: np.random.Generator, probability: float) -> bool:
+    return rng.random() < probability
+
+
+def _sentence(rng: np.random.Generator) -> list[Word]:
+    """Draw until a sentence has 5-15 words: redrawing, unlike trimming, never breaks a template."""
+    while True:
+        words = _sentence_draft(rng)
+        if len(words) in SENTENCE_LENGTHS:
+            return words
+
+
+def _sentence_draft(rng: np.random.Generator) -> list[Word]:
+    tense = _pick(rng, TENSES)
+    words = []
+    if _chance(rng, 0.2):
+        words.append(Word(_pick(rng, TIME_ADVERBS[tense]), "ADV"))
+    words += _clause(rng, tense)
+    if _chance(rng, 0.35):
+        if _chance(rng, 0.5):
+            words.append(Word(",", "PUNCT"))
+        words.append(Word(_pick(rng, ("and", "but", "or")), "CONJ"))
+        words += _clause(rng, tense)
+    words.append(Word("." if _chance(rng, 0.85) else "!", "PUNCT"))
+    return words
+
+
+def _clause(rng: np.random.Generator, tense: str) -> list[Word]:
+    """Subject plus predicate; inanimate subjects only get the copula, which suits them."""
+    subject, agreement, animate = _subject(rng)
+    if not animate:
+        return subject + _copular_predicate(rng, tense, agreement)
+    roll = rng.random()
+    if roll < 0.15:
+        predicate = _copular_predicate(rng, tense, agreement)
+    elif roll < 0.3:
+        predicate = _complement_predicate(rng, tense, agreement)
+    elif roll < 0.5:
+        predicate = (_verb_phrase(rng, tense, agreement) + [Word(_pick(rng, ("and", "or")), "CONJ")]
+                     + _verb_phrase(rng, tense, agreement))
+    else:
+        predicate = _verb_phrase(rng, tense, agreement)
+    return subject + predicate
+
+
+def _subject(rng: np.random.Generator) -> tuple[list[Word], str, bool]:
+    """Subject words, its agreement class and whether it is animate."""
+    roll = rng.random()
+    if roll < 0.3:
+        pronoun = _pick(rng, SUBJECT_PRONOUN_FORMS)
+        return [Word(pronoun, "PRON")], SUBJECT_PRONOUNS[pronoun], True
+    if roll < 0.45:
+        first, _ = _noun_phrase(rng, ANIMATE_NOUNS)
+        second, _ = _noun_phrase(rng, ANIMATE_NOUNS)
+        return first + [Word("and", "CONJ")] + second, OTHER, True
+    animate = roll < 0.88
+    head, plural = _noun_phrase(rng, ANIMATE_NOUNS if animate else INANIMATE_NOUNS)
+    agreement = OTHER if plural else THIRD_SINGULAR
+    roll = rng.random()
+    if roll < 0.3:
+        head += _prepositional_phrase(rng, PREPOSITIONS)
+    elif roll < 0.45 and animate:
+        head += _relative_clause(rng, agreement)
+    return head, agreement, animate
+
+
+def _noun_phrase(rng: np.random.Generator, nouns: tuple[Noun, ...]) -> tuple[list[Word], bool]:
+    """Determiner, optional adjective and noun, agreeing in number; returns (words, is_plural)."""
+    noun = _pick(rng, nouns)
+    plural = _chance(rng, 0.5)
+    number, form = ("Plur", noun.plural) if plural else ("Sing", noun.singular)
+    roll = rng.random()
+    if roll < 0.35:
+        determiner = _pick(rng, PLURAL_DETERMINERS if plural else SINGULAR_DETERMINERS)
+    else:
+        determiner = _pick(rng, NEUTRAL_DETERMINERS)
+    modifiers = [Word(_pick(rng, ADJECTIVES), "ADJ")] if _chance(rng, 0.3) else []
+    following = modifiers[0].form if modifiers else form
+    if determiner == "a" and following[0] in "aeiou":
+        determiner = "an"
+    return [Word(determiner, "DET"), *modifiers, Word(form, "NOUN", number=number)], plural
+
+
+def _object(rng: np.random.Generator, nouns: tuple[Noun, ...] | None = None) -> list[Word]:
+    """A pronoun or noun phrase; `nouns` narrows the noun phrase, else either animacy will do."""
+    if _chance(rng, 0.2):
+        return [Word(_pick(rng, OBJECT_PRONOUNS), "PRON")]
+    return _noun_phrase(rng, nouns or _pick(rng, (ANIMATE_NOUNS, INANIMATE_NOUNS)))[0]
+
+
+def _prepositional_phrase(rng: np.random.Generator, prepositions: tuple[str, ...]) -> list[Word]:
+    place, _ = _noun_phrase(rng, INANIMATE_NOUNS)
+    return [Word(_pick(rng, prepositions), "ADP")] + place
+
+
+def _relative_clause(rng: np.random.Generator, agreement: str) -> list[Word]:
+    """A subject relative whose verb agrees with the head noun, not with the object after it."""
+    tense = _pick(rng, TENSES)
+    words = [Word(_pick(rng, ("that", "who")), "PRON")]
+    if _chance(rng, 0.5):
+        return words + [_finite_verb(_pick(rng, INTRANSITIVE_VERBS), tense, agreement)]
+    verb = _pick(rng, OBJECT_ONLY_VERBS)
+    return words + [_finite_verb(verb, tense, agreement)] + _object(rng)
+
+
+def _verb_phrase(rng: np.random.Generator, tense: str, agreement: str) -> list[Word]:
+    """An intransitive or transitive predicate with optional adverbs and place."""
+    words = [Word(_pick(rng, FREQUENCY_ADVERBS), "ADV")] if _chance(rng, 0.2) else []
+    if _chance(rng, 0.4):
+        words.append(_finite_verb(_pick(rng, INTRANSITIVE_VERBS), tense, agreement))
+        if _chance(rng, 0.6):
+            words += _prepositional_phrase(rng, PREPOSITIONS)
+    else:
+        verb = _pick(rng, TRANSITIVE_VERBS)
+        words += [_finite_verb(verb, tense, agreement)] + _object(rng)
+        if verb.needs_place or _chance(rng, 0.3):
+            words += _prepositional_phrase(rng, PLACE_PREPOSITIONS)
+    if _chance(rng, 0.3):
+        words.append(Word(_pick(rng, MANNER_ADVERBS), "ADV"))
+    return words
+
+
+def _copular_predicate(rng: np.random.Generator, tense: str, agreement: str) -> list[Word]:
+    words = [Word(COPULA[tense, agreement], "VERB", tense=tense),
+             Word(_pick(rng, ADJECTIVES), "ADJ")]
+    if _chance(rng, 0.4):
+        words += [Word(_pick(rng, ("and", "but")), "CONJ"), Word(_pick(rng, ADJECTIVES), "ADJ")]
+    elif _chance(rng, 0.5):
+        words += _prepositional_phrase(rng, PLACE_PREPOSITIONS)
+    return words
+
+
+def _complement_predicate(rng: np.random.Generator, tense: str, agreement: str) -> list[Word]:
+    """'let the dog eat the cake': the second verb is a bare infinitive, a VERB with no tense."""
+    words = [_finite_verb(_pick(rng, COMPLEMENT_VERBS), tense, agreement),
+             *_object(rng, ANIMATE_NOUNS)]  # the one who does the second verb
+    if _chance(rng, 0.5):
+        return words + [Word(_pick(rng, INTRANSITIVE_VERBS).base, "VERB")]
+    verb = _pick(rng, TRANSITIVE_VERBS)
+    words += [Word(verb.base, "VERB"), *_object(rng)]
+    if verb.needs_place:
+        words += _prepositional_phrase(rng, PLACE_PREPOSITIONS)
+    return words
+
+
+def _finite_verb(verb: Verb, tense: str, agreement: str) -> Word:
+    if tense == "Past":
+        form = verb.past
+    else:
+        form = verb.third_singular if agreement == THIRD_SINGULAR else verb.base
+    return Word(form, "VERB", tense=tense)

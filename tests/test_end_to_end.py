@@ -1,0 +1,77 @@
+"""The spine end to end on a tiny random model: config -> extraction -> methods -> scorers -> board."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bench.run import run_job
+from conftest import CONF
+from leaderboard.cli import build
+
+OVERRIDES = ["model=tiny_random", "task=templated_number", "task.loader.n_sentences=400",
+             "task.n_min=20", "ks=[1,2,5,10]"]
+
+
+def config(tmp_path, *extra):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[*OVERRIDES, f"results_dir={tmp_path / 'results'}",
+                                            f"cache_dir={tmp_path / 'cache'}", *extra])
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_jobs_records_rankings_board_and_resume(tmp_path):
+    for method in ("random", "probeless"):
+        out = run_job(config(tmp_path, f"method={method}"), method)
+    records = read(out / "records.jsonl")
+    assert {r["layer"] for r in records} == {0, 1, 2}
+    assert {"probe_acc", "probe_auc", "selectivity", "ablate_drop_top", "control_acc"} <= {
+        r["metric"] for r in records}
+    first = records[0]
+    for field in ("task", "task_version", "model", "model_revision", "layer", "site", "method",
+                  "metric", "k", "seed", "value", "source", "git_commit", "method_params"):
+        assert field in first
+    assert first["source"] == "builtin" and first["method"] == "probeless"
+    assert sorted((out / "rankings").iterdir())[0].name == "hidden_L00.npy"
+
+    stamp = (out / "records.jsonl").stat().st_mtime_ns
+    run_job(config(tmp_path, "method=probeless"), "probeless")  # finished job: skipped
+    assert (out / "records.jsonl").stat().st_mtime_ns == stamp
+    run_job(config(tmp_path, "method=probeless", "force=true"), "probeless")
+    assert read(out / "records.jsonl") == records  # same config, same records
+
+    board = build(tmp_path / "results", headline_k=10)
+    text = board.read_text()
+    assert "probeless" in text and "random" in text
+    table = pd.read_csv(board.with_suffix(".csv"))
+    assert {"avg_overlap", "jaccard"} <= set(table["metric"])
+
+
+def test_cli_rejects_unknown_config_name(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "method=no_such_method",
+                           f"results_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "no_such_method" in proc.stderr and "method" in proc.stderr
+
+
+@pytest.mark.parametrize("group", ["task", "model", "method", "suite"])
+def test_every_config_composes(group):
+    for path in sorted((CONF / group).glob("*.yaml")):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[f"{group}={path.stem}"], return_hydra_config=True)
+        if group == "task":
+            assert cfg.task.name == path.stem and cfg.task.version and cfg.task.loader._target_
+        elif group == "model":
+            assert cfg.model.name == path.stem and cfg.model.source in {"pypi", "hub", "random"}
+        elif group == "method":
+            assert cfg.method._target_.startswith("methods.")
+        else:
+            assert cfg.hydra.sweeper.params

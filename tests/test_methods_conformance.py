@@ -1,0 +1,94 @@
+"""The Method contract, checked for every file in conf/method/ (a new method is tested on arrival)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from bench.errors import NeuronbenchError
+from conftest import CONF
+
+METHOD_FILES = sorted((CONF / "method").glob("*.yaml"))
+D = 30
+
+
+def make_method(path):
+    return instantiate(OmegaConf.load(path))
+
+
+def planted(n=600, n_classes=3, seed=0, dtype=np.float32):
+    """Neuron 2c+1 is shifted by +3 on class c; neurons 0 and D-1 are constant (dead)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, size=n)
+    X = rng.normal(size=(n, D))
+    X[np.arange(n), 2 * y + 1] += 3.0
+    X[:, 0] = 5.0
+    X[:, D - 1] = 0.0
+    return X.astype(dtype), y
+
+
+def checksum(*arrays):
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+
+
+@pytest.fixture(params=METHOD_FILES, ids=[p.stem for p in METHOD_FILES])
+def method(request):
+    return make_method(request.param)
+
+
+def test_every_group_has_methods():
+    assert {p.stem for p in METHOD_FILES} >= {"random", "probeless", "lca"}
+
+
+@pytest.mark.parametrize("path", METHOD_FILES, ids=[p.stem for p in METHOD_FILES])
+def test_params_stored_unchanged(path):
+    """scikit-learn rule: every YAML key is stored unchanged as an attribute of the same name."""
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    method = make_method(path)
+    for key, value in cfg.items():
+        if key != "_target_":
+            assert getattr(method, key) == value
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_permutation_dead_last_deterministic_no_mutation(method, n_classes):
+    X, y = planted(n_classes=n_classes)
+    before = checksum(X, y)
+    first = method.rank(X, y, rng=np.random.default_rng(7))
+    assert checksum(X, y) == before
+    assert first.dtype == np.int64 and np.array_equal(np.sort(first), np.arange(D))
+    assert first[-2:].tolist() == [0, D - 1]  # dead neurons last, in index order
+    again = method.rank(X, y, rng=np.random.default_rng(7))
+    assert np.array_equal(first, again)
+
+
+def test_float16_and_tiny_classes(method):
+    X, y = planted(dtype=np.float16)
+    y = y.copy()
+    y[:3] = 3  # a class with three examples
+    ranking = method.rank(X, y, rng=np.random.default_rng(0))
+    assert np.array_equal(np.sort(ranking), np.arange(D))
+
+
+def test_nan_and_bad_shapes_rejected(method):
+    X, y = planted()
+    X[5, 4] = np.nan
+    with pytest.raises(NeuronbenchError, match="NaN/inf values \\(first at word 5, neuron 4\\)"):
+        method.rank(X, y)
+    with pytest.raises(NeuronbenchError, match="2-D"):
+        method.rank(X[0], y)
+    if method.uses_labels:
+        with pytest.raises(NeuronbenchError, match="labels"):
+            method.rank(planted()[0], y[:-1])
+
+
+def test_labelled_methods_recover_planted_neurons(method):
+    if not method.uses_labels:
+        pytest.skip("label-free baseline")
+    X, y = planted()
+    top = method.rank(X, y, rng=np.random.default_rng(0))[:3]
+    assert set(top.tolist()) == {1, 3, 5}

@@ -1,0 +1,97 @@
+"""Known-answer tests for the shared scorers and for agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.agreement import agreement, chance_jaccard, jaccard
+from bench.errors import NeuronbenchError
+from bench.examples import Examples
+from bench.layer import LayerData
+from bench.scorers import ablation, k_grid, log_area, probe_acc, selectivity
+from tasks.base import SPLITS
+
+D, SIGNAL = 40, (3, 17, 29)
+
+
+def planted_layer(control_equals_task=False, seed=0):
+    """3 classes; neuron SIGNAL[c] is shifted by +3 on class c; the rest is noise."""
+    rng = np.random.default_rng(seed)
+    X, y = {}, {}
+    for split, n in zip(SPLITS, (600, 300, 300)):
+        y[split] = rng.integers(0, 3, size=n)
+        X[split] = rng.normal(size=(n, D)).astype(np.float32)
+        X[split][np.arange(n), np.array(SIGNAL)[y[split]]] += 3.0
+    control = y if control_equals_task else {s: rng.integers(0, 3, size=len(y[s])) for s in SPLITS}
+    ex = Examples(label_names=("a", "b", "c"), index={s: np.arange(len(y[s])) for s in SPLITS}, y=y,
+                  control=control)
+    return LayerData(X, ex)
+
+
+def perfect():
+    return np.array(list(SIGNAL) + [j for j in range(D) if j not in SIGNAL])
+
+
+def by_metric(scores, metric):
+    return {s.k: s.value for s in scores if s.metric == metric}
+
+
+def test_k_grid_clips_and_adds_width():
+    assert k_grid(40) == [1, 2, 3, 5, 10, 20, 30, 40]
+    assert k_grid(8, [2, 4, 100]) == [2, 4, 8]
+    with pytest.raises(NeuronbenchError, match="positive"):
+        k_grid(8, [0, 2])
+
+
+def test_log_area_known_values():
+    assert log_area([1, 10, 100], [0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert log_area([1, 10, 100], [0.0, 0.5, 1.0]) == pytest.approx(0.5)
+    assert log_area([1, 100], [0.0, 1.0]) == pytest.approx(0.5)
+
+
+def test_probe_acc_perfect_beats_reversed():
+    data = planted_layer()
+    ks = k_grid(D)
+    good = by_metric(probe_acc(perfect(), data, ks, None), "probe_acc")
+    bad = by_metric(probe_acc(perfect()[::-1], data, ks, None), "probe_acc")
+    assert good[3] > 0.85 and bad[3] < 0.5
+    assert good[D] == bad[D]  # all neurons: the ranking no longer matters
+    auc_good = by_metric(probe_acc(perfect(), data, ks, None), "probe_auc")[None]
+    auc_bad = by_metric(probe_acc(perfect()[::-1], data, ks, None), "probe_auc")[None]
+    assert auc_good > auc_bad + 0.2
+
+
+def test_selectivity_zero_when_control_equals_task():
+    data = planted_layer(control_equals_task=True)
+    values = by_metric(selectivity(perfect(), data, k_grid(D), None), "selectivity")
+    assert all(v == 0.0 for v in values.values())
+
+
+def test_selectivity_positive_for_signal_neurons():
+    data = planted_layer()
+    values = by_metric(selectivity(perfect(), data, k_grid(D), None), "selectivity")
+    assert values[3] > 0.4
+
+
+def test_ablation_known_answers():
+    data = planted_layer()
+    scores = ablation(perfect(), data, k_grid(D), np.random.default_rng(0))
+    drop_top, drop_random = by_metric(scores, "ablate_drop_top"), by_metric(scores, "ablate_drop_random")
+    keep_top = by_metric(scores, "ablate_keep_top")
+    acc_all = data.masked_accuracy(np.arange(D))
+    assert keep_top[D] == acc_all and drop_top[D] == pytest.approx(acc_all - data.majority(), abs=0.05)
+    assert drop_top[3] > 0.4 and drop_random[3] < 0.1
+    assert keep_top[3] > 0.8 and by_metric(scores, "ablate_keep_bottom")[3] < 0.5
+
+
+def test_agreement_known_values():
+    assert chance_jaccard(10, 768) == pytest.approx(0.0066, abs=1e-4)
+    assert chance_jaccard(100, 768) == pytest.approx(0.070, abs=1e-3)
+    a = np.arange(200)
+    assert jaccard(a, a, 10) == 1.0 and jaccard(a, a[::-1], 10) == 0.0
+    assert jaccard(a, np.r_[a[5:15], a[:5], a[15:]], 10) == pytest.approx(5 / 15)
+    rows = agreement({"x": a, "y": a, "z": a[::-1]}, ks=(10,))
+    avg = {m: s.value for m, other, s in rows if s.metric == "avg_overlap"}
+    assert avg == {"x": 0.5, "y": 0.5, "z": 0.0}
+    assert sum(1 for _, other, s in rows if s.metric == "jaccard") == 6
