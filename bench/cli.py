@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bench.errors import NeuronbenchError
-from bench.run import run_job
+from bench.run import run_job, single_threaded_blas
 
 
 # The project is used from a clone: conf/ sits next to the packages.
@@ -26,6 +26,7 @@ def app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    single_threaded_blas()
     app()
 
 

@@ -18,7 +18,8 @@ from tasks.base import SPLITS
 
 
 class LayerData:
-    def __init__(self, X: dict[str, np.ndarray], examples: Examples, where: str = "layer"):
+    def __init__(self, X: dict[str, np.ndarray], examples: Examples, where: str = "layer",
+                 truth: tuple[frozenset[int], ...] | None = None):
         train = check_activations(X["train"], f"{where} train")
         mean, std = train.mean(axis=0, dtype=np.float64), train.std(axis=0, dtype=np.float64)
         self.live = live_neurons(std)
@@ -28,6 +29,7 @@ class LayerData:
             acts = check_activations(X[split], f"{where} {split}")
             self.Z[split] = np.where(self.live, (acts - mean) / scale, 0.0).astype(np.float32)
         self.examples = examples
+        self.truth = truth  # planted ground truth G_c per class, when the cell has one
         self.n_neurons = train.shape[1]
         self._probes: dict[tuple[str, bytes], tuple[LogisticProbe, float]] = {}
 

@@ -11,25 +11,36 @@ import json
 import logging
 import subprocess
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 import bench
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
-from bench.examples import select_examples
+from bench.errors import NeuronbenchError
+from bench.examples import Examples, control_labels, select_examples
 from bench.extract import extract
 from bench.layer import LayerData
-from bench.models import load_model
+from bench.models import LoadedModel, load_model
 from bench.scorers import get_scorer, k_grid
 from bench.seeds import cell_rng
 from methods.base import Method
 from tasks.base import SPLITS
+from tasks.planted import PlantedData
 
 log = logging.getLogger(__name__)
+
+
+def single_threaded_blas() -> None:
+    """Pin numpy/scipy BLAS to one thread: probe fits are many small solves, and on 2 shared cores
+    multi-threaded BLAS spin-waits made them up to 50x slower. Torch keeps its threads for extraction."""
+    threadpool_limits(limits=1, user_api="blas")
 
 
 @lru_cache(maxsize=1)
@@ -45,6 +56,58 @@ def git_commit() -> str:
 @lru_cache(maxsize=4)
 def _load_task(loader_json: str, name: str, version: str):
     return instantiate(json.loads(loader_json), name=name, version=str(version))
+
+
+@dataclass(frozen=True)
+class CellSource:
+    """Where a job's layers come from: the activation cache of a real model, or a planted generator."""
+
+    revision: str
+    pooling: str
+    examples: Examples
+    layers: list[tuple[str, int]]
+    load: Callable[[str, int], dict[str, np.ndarray]]
+    truth: tuple | None = None
+    model: LoadedModel | None = None
+
+
+def extracted_source(task, cfg: DictConfig) -> CellSource:
+    """Extract (or reuse) the task corpus's activations, then select this task form's examples."""
+    model_cfg, task_cfg = cfg.model, cfg.task
+    if model_cfg.source == "planted":
+        raise NeuronbenchError(f"model=planted only serves planted tasks; task {task_cfg.name!r} "
+                               "needs a real model (e.g. model=minilm_l6)")
+    loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True))
+    cache = ActivationCache(cfg.cache_dir)
+    pooling = cfg.get("pooling") or model_cfg.pooling
+    entry = extract(loaded, task, cache, sites=list(cfg.sites), pooling=pooling,
+                    batch_size=cfg.batch_size, quiet=cfg.quiet)
+    examples = select_examples(
+        task, {s: cache.load_valid(entry, s) for s in SPLITS}, seed=cfg.seed,
+        concept=task_cfg.get("concept"), n_min=task_cfg.n_min,
+        max_words=OmegaConf.to_container(task_cfg.max_words) if task_cfg.get("max_words") else None)
+
+    def load(site: str, layer: int) -> dict[str, np.ndarray]:
+        return {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
+                              dtype=np.float32) for s in SPLITS}
+
+    layers = [(site, layer) for site in cfg.sites for layer in loaded.layers(site)]
+    return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
+                      load=load, model=loaded)
+
+
+def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
+    """Planted activations need no model: one layer whose ground truth the `planted` scorer reads."""
+    if cfg.model.source != "planted":
+        raise NeuronbenchError(f"task {cfg.task.name!r} carries its own activations: use model=planted")
+    n_classes = len(planted.truth)
+    control = control_labels(planted.types, planted.y["train"], n_classes,
+                             cell_rng(cfg.seed, cfg.task.name, None, "control"))
+    examples = Examples(label_names=tuple(f"class{c}" for c in range(n_classes)),
+                        index={s: np.arange(len(planted.y[s])) for s in SPLITS}, y=planted.y,
+                        control=control)
+    return CellSource(revision="synthetic", pooling="none", examples=examples,
+                      layers=[("hidden", 0)], load=lambda site, layer: planted.X, truth=planted.truth)
 
 
 def job_dir(cfg: DictConfig, method_name: str) -> Path:
@@ -64,50 +127,40 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     task_cfg, model_cfg = cfg.task, cfg.model
     task = _load_task(json.dumps(OmegaConf.to_container(task_cfg.loader, resolve=True)),
                       task_cfg.name, task_cfg.version)
-    model_spec = OmegaConf.to_container(model_cfg, resolve=True)
-    loaded = load_model(model_cfg.name, model_spec)
-    cache = ActivationCache(cfg.cache_dir)
-    sites = list(cfg.sites)
-    pooling = cfg.get("pooling") or model_cfg.pooling
-    entry = extract(loaded, task, cache, sites=sites, pooling=pooling, batch_size=cfg.batch_size,
-                    quiet=cfg.quiet)
+    source = (planted_source(task, cfg) if isinstance(task, PlantedData)
+              else extracted_source(task, cfg))
     t_extract = time.perf_counter() - started
-    examples = select_examples(
-        task, {s: cache.load_valid(entry, s) for s in SPLITS}, seed=cfg.seed,
-        concept=task_cfg.get("concept"), n_min=task_cfg.n_min,
-        max_words=OmegaConf.to_container(task_cfg.max_words) if task_cfg.get("max_words") else None)
+    examples = source.examples
     method_params = OmegaConf.to_container(cfg.method, resolve=True)
     method: Method = instantiate(method_params)
-    inputs = {"model": loaded} if "model" in method.needs else {}
+    inputs = {"model": source.model} if "model" in method.needs else {}
     base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
             "concept": task_cfg.get("concept"), "model": model_cfg.name,
-            "model_revision": loaded.revision, "pooling": pooling, "method": method_name,
+            "model_revision": source.revision, "pooling": source.pooling, "method": method_name,
             "method_params": json.dumps(method_params, sort_keys=True), "seed": int(cfg.seed),
             "source": "builtin", "package_version": bench.__version__, "git_commit": git_commit(),
             "n_train": len(examples.y["train"]), "n_test": len(examples.y["test"])}
     records, timings = [], []
-    for site in sites:
-        for layer in loaded.layers(site):
-            t0 = time.perf_counter()
-            cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
-            X = {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
-                               dtype=np.float32) for s in SPLITS}
-            data = LayerData(X, examples, where=cell)
-            key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
-            ranking = method.rank(X["train"], examples.y["train"],
-                                  rng=cell_rng(cfg.seed, *key, "method"), **inputs)
-            t_rank = time.perf_counter() - t0
-            atomic_save_npy(out / "rankings" / f"{site}_L{layer:02d}.npy", ranking.astype(np.int64))
-            ks = k_grid(data.n_neurons, cfg.ks)
-            for name in cfg.scorers:
-                for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):
-                    records.append({**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
-                                    "metric": score.metric, "k": score.k, "value": score.value,
-                                    "chance": score.chance, "other": None})
-            t_layer = time.perf_counter() - t0
-            timings.append({"site": site, "layer": layer, "rank_s": round(t_rank, 3),
-                            "score_s": round(t_layer - t_rank, 3)})
-            log.info("%s %s: rank %.2fs, score %.2fs", method_name, cell, t_rank, t_layer - t_rank)
+    for site, layer in source.layers:
+        t0 = time.perf_counter()
+        cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
+        X = source.load(site, layer)
+        data = LayerData(X, examples, where=cell, truth=source.truth)
+        key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
+        ranking = method.rank(X["train"], examples.y["train"],
+                              rng=cell_rng(cfg.seed, *key, "method"), **inputs)
+        t_rank = time.perf_counter() - t0
+        atomic_save_npy(out / "rankings" / f"{site}_L{layer:02d}.npy", ranking.astype(np.int64))
+        ks = k_grid(data.n_neurons, cfg.ks)
+        for name in cfg.scorers:
+            for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):
+                records.append({**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
+                                "metric": score.metric, "k": score.k, "value": score.value,
+                                "chance": score.chance, "other": None})
+        t_layer = time.perf_counter() - t0
+        timings.append({"site": site, "layer": layer, "rank_s": round(t_rank, 3),
+                        "score_s": round(t_layer - t_rank, 3)})
+        log.info("%s %s: rank %.2fs, score %.2fs", method_name, cell, t_rank, t_layer - t_rank)
     atomic_write_bytes(out / "job.json", json.dumps(
         {"config": OmegaConf.to_container(cfg, resolve=True), "method": method_name,
          "examples": examples.sizes(), "labels": list(examples.label_names),

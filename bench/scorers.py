@@ -88,8 +88,27 @@ def ablation(ranking, data: LayerData, ks, rng) -> list[Score]:
     return scores
 
 
+def planted(ranking, data: LayerData, ks, rng) -> list[Score]:
+    """Recovery of planted neurons G (reference.md#metric-planted): R-precision, recall@k, AP, group recall."""
+    if data.truth is None:
+        raise NeuronbenchError("scorer 'planted' needs a planted task (task=planted_*, model=planted)")
+    truth = frozenset().union(*data.truth)
+    size, d = len(truth), data.n_neurons
+    hits = np.isin(ranking, sorted(truth))
+    precision_at = np.cumsum(hits) / np.arange(1, d + 1)
+    scores = [Score("planted_rprec", None, float(hits[:size].mean()), size / d),
+              Score("planted_ap", None, float(precision_at[hits].sum() / size), size / d)]
+    for k in sorted({size, 2 * size, 10}):
+        scores.append(Score("planted_recall", k, float(hits[:k].sum() / size), min(k, d) / d))
+    top = set(ranking[:size].tolist())
+    scores.append(Score("planted_group_recall", size,
+                        float(np.mean([bool(top & group) for group in data.truth]))))
+    return scores
+
+
 SCORERS: dict[str, Callable] = {"probe_acc": probe_acc, "selectivity": selectivity,
-                                "ablation": ablation}
+                                "ablation": ablation,
+                                "planted": planted}
 
 
 def get_scorer(name: str) -> Callable:

@@ -22,9 +22,11 @@ RECORD_COLUMNS = (
 # ablations, metrics added by later scorers) is context: kept in the CSV, never ranked.
 RANKED_METRICS = (
     "probe_acc", "probe_auc", "selectivity", "selectivity_auc", "ablate_drop_top", "ablate_keep_top", "avg_overlap",
+    "planted_rprec", "planted_ap", "planted_recall",
 )
 # Columns of the method tables, in display order; per-k metrics are shown at the headline k.
-HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_acc", "selectivity", "ablate_drop_top", "avg_overlap")
+HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_acc", "selectivity", "ablate_drop_top", "avg_overlap",
+                    "planted_rprec")
 # The k grid K of reference.md#metric-probe-acc; ablation adds %-of-D budgets and overlap has its own grid, so
 # those only define the headline k where no probe was scored.
 GRID_METRICS = ("probe_acc", "selectivity")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
+from bench.run import single_threaded_blas
 from leaderboard.board import build_board
 from leaderboard.records import agreement_records, read_records
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd.add_argument("--headline-k", type=int, default=10)
     build_cmd.add_argument("--print", action="store_true", help="print the Markdown board")
     args = parser.parse_args(argv)
+    single_threaded_blas()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         path = build(args.results, args.headline_k)

@@ -10,3 +10,7 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+
+from bench.run import single_threaded_blas  # noqa: E402  (after the offline variables)
+
+single_threaded_blas()
