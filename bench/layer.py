@@ -7,6 +7,7 @@ a probe fitted for one scorer (the top-k probe of `probe_acc`, say) serves the o
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import numpy as np
 
@@ -15,6 +16,12 @@ from bench.examples import Examples
 from bench.probe import LogisticProbe, accuracy, fit_select
 from methods.base import check_activations, live_neurons
 from tasks.base import SPLITS
+
+
+# Probe fits keyed by content (data fingerprint, columns, target): the jobs of one sweep share a
+# process, and e.g. the all-neuron probe of a cell is the same for every method's job.
+_PROBES: OrderedDict[tuple[bytes, str, bytes], tuple[LogisticProbe, np.ndarray]] = OrderedDict()
+_PROBES_MAX = 512
 
 
 class LayerData:
@@ -31,7 +38,11 @@ class LayerData:
         self.examples = examples
         self.truth = truth  # planted ground truth G_c per class, when the cell has one
         self.n_neurons = train.shape[1]
-        self._probes: dict[tuple[str, bytes], tuple[LogisticProbe, float]] = {}
+        digest = hashlib.sha1()
+        for split in SPLITS:
+            for part in (self.Z[split], examples.y[split], examples.control[split]):
+                digest.update(np.ascontiguousarray(part).tobytes())
+        self.fingerprint = digest.digest()
 
     def labels(self, split: str, target: str = "task") -> np.ndarray:
         if target == "task":
@@ -44,13 +55,17 @@ class LayerData:
         """The evaluation probe on `columns` (live ones only; dead ones are constant), C chosen on dev."""
         cols = np.sort(np.asarray(columns, dtype=np.int64))
         cols = cols[self.live[cols]]
-        key = (target, hashlib.sha1(cols.tobytes()).digest())
-        if key not in self._probes:
+        key = (self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest())
+        if key in _PROBES:
+            _PROBES.move_to_end(key)
+        else:
             fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
                                    self.Z["dev"][:, cols], self.labels("dev", target),
                                    self.examples.n_classes)
-            self._probes[key] = (fitted, cols)
-        return self._probes[key]
+            _PROBES[key] = (fitted, cols)
+            if len(_PROBES) > _PROBES_MAX:
+                _PROBES.popitem(last=False)
+        return _PROBES[key]
 
     def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of a probe retrained on `columns` alone."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_var] = "1"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench.cli: no spinning OpenMP threads
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
