@@ -91,7 +91,12 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
         return {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
                               dtype=np.float32) for s in SPLITS}
 
-    layers = [(site, layer) for site in cfg.sites for layer in loaded.layers(site)]
+    wanted = set(cfg.layers) if cfg.get("layers") is not None else None
+    layers = [(site, layer) for site in cfg.sites for layer in loaded.layers(site)
+              if wanted is None or layer in wanted]
+    if not layers:
+        raise NeuronbenchError(f"layers={list(cfg.layers)} selects nothing: model {model_cfg.name!r} "
+                               f"has layers {loaded.layers(cfg.sites[0])} at site {cfg.sites[0]!r}")
     return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
                       load=load, model=loaded)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+from bench.errors import NeuronbenchError
 from bench.run import run_job
 from conftest import CONF
 from leaderboard.cli import build
@@ -75,3 +76,25 @@ def test_every_config_composes(group):
             assert cfg.method._target_.startswith("methods.")
         else:
             assert cfg.hydra.sweeper.params
+
+
+def test_layer_subset_and_empty_selection(tmp_path):
+    out = run_job(config(tmp_path, "method=probeless", "layers=[1]"), "probeless")
+    assert {r["layer"] for r in read(out / "records.jsonl")} == {1}
+    with pytest.raises(NeuronbenchError, match=r"layers=\[9\] selects nothing"):
+        run_job(config(tmp_path, "method=random", "layers=[9]"), "random")
+
+
+def test_planted_job_scores_ground_truth(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["suite=planted", "task=planted_single", "method=probeless",
+                                           "task.loader.n_neurons=64", "scorers=[planted]",
+                                           f"results_dir={tmp_path}"])
+    records = read(run_job(cfg, "probeless") / "records.jsonl")
+    values = {(r["metric"], r["k"]): r["value"] for r in records}
+    assert values[("planted_rprec", None)] == 1.0 and values[("planted_recall", 5)] == 1.0
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["task=planted_single", "model=tiny_random",
+                                           "method=random", f"results_dir={tmp_path}"])
+    with pytest.raises(NeuronbenchError, match="use model=planted"):
+        run_job(cfg, "random")
