@@ -70,7 +70,7 @@ def ffn_capture(loaded: LoadedModel, layers: list[int], sink: dict[int, torch.Te
             handle.remove()
 
 
-def _tokenize(loaded: LoadedModel, sentences: list[list[str]]):
+def tokenize_words(loaded: LoadedModel, sentences: list[list[str]]):
     """Token ids and the word of each token, per sentence; BOS first for decoders."""
     tok = loaded.tokenizer
     enc = tok([" ".join(s) for s in sentences], return_offsets_mapping=True, add_special_tokens=True,
@@ -121,7 +121,7 @@ def extract(loaded: LoadedModel, task: Task, cache: ActivationCache, *, sites: l
 
 
 def _extract_split(loaded, sentences, entry, split, layers, pooling, batch_size, quiet, cache) -> int:
-    ids, token_words = _tokenize(loaded, sentences)
+    ids, token_words = tokenize_words(loaded, sentences)
     n_per_sentence = np.array([len(s) for s in sentences], dtype=np.int64)
     first_word = np.concatenate([[0], np.cumsum(n_per_sentence)[:-1]])
     n_words = int(n_per_sentence.sum())

@@ -26,6 +26,7 @@ from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, control_labels, select_examples
 from bench.extract import extract
+from bench.intervene import model_context
 from bench.layer import LayerData
 from bench.models import LoadedModel, load_model
 from bench.scorers import get_scorer, k_grid
@@ -138,7 +139,12 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     examples = source.examples
     method_params = OmegaConf.to_container(cfg.method, resolve=True)
     method: Method = instantiate(method_params)
-    inputs = {"model": source.model} if "model" in method.needs else {}
+    context = None
+    if "model" in method.needs:
+        if source.model is None:
+            raise NeuronbenchError(f"method {method_name!r} runs the model; planted tasks have none")
+        context = model_context(task, examples, source.model, pooling=source.pooling,
+                                batch_size=cfg.batch_size)
     base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
             "concept": task_cfg.get("concept"), "model": model_cfg.name,
             "model_revision": source.revision, "pooling": source.pooling, "method": method_name,
@@ -152,6 +158,7 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
         X = source.load(site, layer)
         data = LayerData(X, examples, where=cell, truth=source.truth)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
+        inputs = {"model": context.at(site, layer)} if context is not None else {}
         ranking = method.rank(X["train"], examples.y["train"],
                               rng=cell_rng(cfg.seed, *key, "method"), **inputs)
         t_rank = time.perf_counter() - t0

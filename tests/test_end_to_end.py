@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -98,3 +99,13 @@ def test_planted_job_scores_ground_truth(tmp_path):
                                            "method=random", f"results_dir={tmp_path}"])
     with pytest.raises(NeuronbenchError, match="use model=planted"):
         run_job(cfg, "random")
+
+
+@pytest.mark.parametrize("method", ["ablate_single", "ig_head"])
+def test_model_based_methods_run_through_the_runner(tmp_path, method):
+    out = run_job(config(tmp_path, f"method={method}", "method.n_words=40", "layers=[1,2]",
+                         "scorers=[probe_acc]"), method)
+    assert {r["layer"] for r in read(out / "records.jsonl")} == {1, 2}
+    for layer in (1, 2):
+        ranking = np.load(out / "rankings" / f"hidden_L{layer:02d}.npy")
+        assert np.array_equal(np.sort(ranking), np.arange(32))
