@@ -11,6 +11,7 @@ import json
 import logging
 import subprocess
 import time
+import tracemalloc
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -116,6 +117,28 @@ def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
                       layers=[("hidden", 0)], load=lambda site, layer: planted.X, truth=planted.truth)
 
 
+def timed_rank(method: Method, X, y, rng, inputs: dict) -> tuple[np.ndarray, float, int]:
+    """rank() alone, activations already in memory: (ranking, wall seconds, tracemalloc peak bytes).
+
+    Measurements vary run to run, so they go to cost.jsonl, never into the deterministic records
+    (reference.md#metric-cost; CPU timings are single-threaded BLAS, see single_threaded_blas).
+    """
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base_memory, _ = tracemalloc.get_traced_memory()
+    started = time.perf_counter()
+    try:
+        ranking = method.rank(X, y, rng=rng, **inputs)
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    return ranking, seconds, int(peak - base_memory)
+
+
 def job_dir(cfg: DictConfig, method_name: str) -> Path:
     concept = f"@{cfg.task.concept}" if cfg.task.get("concept") else ""
     return (Path(cfg.results_dir) / "runs" / f"{cfg.task.name}{concept}" / cfg.model.name
@@ -151,7 +174,7 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
             "method_params": json.dumps(method_params, sort_keys=True), "seed": int(cfg.seed),
             "source": "builtin", "package_version": bench.__version__, "git_commit": git_commit(),
             "n_train": len(examples.y["train"]), "n_test": len(examples.y["test"])}
-    records, timings = [], []
+    records, costs, timings = [], [], []
     for site, layer in source.layers:
         t0 = time.perf_counter()
         cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
@@ -159,26 +182,28 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
         data = LayerData(X, examples, where=cell, truth=source.truth)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
         inputs = {"model": context.at(site, layer)} if context is not None else {}
-        ranking = method.rank(X["train"], examples.y["train"],
-                              rng=cell_rng(cfg.seed, *key, "method"), **inputs)
-        t_rank = time.perf_counter() - t0
+        ranking, seconds, peak = timed_rank(method, X["train"], examples.y["train"],
+                                            cell_rng(cfg.seed, *key, "method"), inputs)
+        cell_fields = {**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
+                       "other": None, "chance": None, "k": None}
+        costs += [{**cell_fields, "metric": "cost_time_s", "value": seconds},
+                  {**cell_fields, "metric": "cost_peak_mem_b", "value": peak}]
         atomic_save_npy(out / "rankings" / f"{site}_L{layer:02d}.npy", ranking.astype(np.int64))
         ks = k_grid(data.n_neurons, cfg.ks)
         for name in cfg.scorers:
             for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):
-                records.append({**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
-                                "metric": score.metric, "k": score.k, "value": score.value,
-                                "chance": score.chance, "other": None})
+                records.append({**cell_fields, "metric": score.metric, "k": score.k,
+                                "value": score.value, "chance": score.chance})
         t_layer = time.perf_counter() - t0
-        timings.append({"site": site, "layer": layer, "rank_s": round(t_rank, 3),
-                        "score_s": round(t_layer - t_rank, 3)})
-        log.info("%s %s: rank %.2fs, score %.2fs", method_name, cell, t_rank, t_layer - t_rank)
+        timings.append({"site": site, "layer": layer, "seconds": round(t_layer, 3)})
+        log.info("%s %s: rank %.2fs, load + rank + score %.2fs", method_name, cell, seconds, t_layer)
     atomic_write_bytes(out / "job.json", json.dumps(
         {"config": OmegaConf.to_container(cfg, resolve=True), "method": method_name,
          "examples": examples.sizes(), "labels": list(examples.label_names),
          "dropped_classes": list(examples.dropped), "extract_s": round(t_extract, 2),
          "total_s": round(time.perf_counter() - started, 2), "layers": timings},
         indent=1, default=str).encode())
+    atomic_write_bytes(out / "cost.jsonl", "".join(json.dumps(r) + "\n" for r in costs).encode())
     atomic_write_bytes(records_path, "".join(json.dumps(r) + "\n" for r in records).encode())
     log.info("wrote %d records to %s in %.1fs", len(records), records_path,
              time.perf_counter() - started)

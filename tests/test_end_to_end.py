@@ -43,6 +43,10 @@ def test_jobs_records_rankings_board_and_resume(tmp_path):
         assert field in first
     assert first["source"] == "builtin" and first["method"] == "probeless"
     assert sorted((out / "rankings").iterdir())[0].name == "hidden_L00.npy"
+    costs = read(out / "cost.jsonl")
+    assert {(c["metric"], c["layer"]) for c in costs} == {
+        (m, layer) for m in ("cost_time_s", "cost_peak_mem_b") for layer in (0, 1, 2)}
+    assert all(c["value"] >= 0 for c in costs)
 
     stamp = (out / "records.jsonl").stat().st_mtime_ns
     run_job(config(tmp_path, "method=probeless"), "probeless")  # finished job: skipped
