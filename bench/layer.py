@@ -15,6 +15,7 @@ from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.probe import LogisticProbe, accuracy, fit_select
 from methods.base import check_activations, live_neurons
+from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 
 
@@ -22,6 +23,9 @@ from tasks.base import SPLITS
 # process, and e.g. the all-neuron probe of a cell is the same for every method's job.
 _PROBES: OrderedDict[tuple[bytes, str, bytes], tuple[LogisticProbe, np.ndarray]] = OrderedDict()
 _PROBES_MAX = 512
+# Gaussian-family test accuracies, keyed the same way; a fit is cheap but the scorers ask for each twice.
+_GAUSSIAN: OrderedDict[tuple[bytes, str, bytes], float] = OrderedDict()
+_GAUSSIAN_MAX = 4096
 
 
 class LayerData:
@@ -53,8 +57,7 @@ class LayerData:
 
     def probe(self, columns: np.ndarray, target: str = "task") -> tuple[LogisticProbe, np.ndarray]:
         """The evaluation probe on `columns` (live ones only; dead ones are constant), C chosen on dev."""
-        cols = np.sort(np.asarray(columns, dtype=np.int64))
-        cols = cols[self.live[cols]]
+        cols = self._live_columns(columns)
         key = (self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest())
         if key in _PROBES:
             _PROBES.move_to_end(key)
@@ -67,10 +70,45 @@ class LayerData:
                 _PROBES.popitem(last=False)
         return _PROBES[key]
 
+    def _live_columns(self, columns: np.ndarray) -> np.ndarray:
+        cols = np.sort(np.asarray(columns, dtype=np.int64))
+        return cols[self.live[cols]]
+
     def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of a probe retrained on `columns` alone."""
         fitted, cols = self.probe(columns, target)
         return accuracy(fitted, self.Z["test"][:, cols], self.labels("test", target))
+
+    def dev_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
+        """Dev accuracy of the same memoized probe (the accuracy its C was chosen by)."""
+        fitted, cols = self.probe(columns, target)
+        return accuracy(fitted, self.Z["dev"][:, cols], self.labels("dev", target))
+
+    def gaussian_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
+        """Test accuracy of the `gaussian` evaluation probe on `columns` (reference.md#metric-probe-acc).
+
+        §2.4's model with the t-dimensional prior a_c(t), train statistics, no hyperparameters, so dev is unused.
+        Dead columns are dropped as for the linear probe (they are constant); with none left it predicts the
+        most frequent train class. The jitter is taken over the live columns of the layer, as the ranker does.
+        """
+        cols = self._live_columns(columns)
+        key = (self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest())
+        if key in _GAUSSIAN:
+            _GAUSSIAN.move_to_end(key)
+            return _GAUSSIAN[key]
+        y_train, y_test = self.labels("train", target), self.labels("test", target)
+        if len(cols) == 0:
+            value = float(np.mean(y_test == np.bincount(y_train).argmax()))
+        else:
+            live = np.flatnonzero(self.live)
+            subset = np.searchsorted(live, cols)
+            log_posterior = gaussian_log_posterior(self.Z["train"][:, live], y_train, self.Z["test"][:, live],
+                                                   subset, self.examples.n_classes)
+            value = float(np.mean(np.argmax(log_posterior, axis=1) == y_test))
+        _GAUSSIAN[key] = value
+        if len(_GAUSSIAN) > _GAUSSIAN_MAX:
+            _GAUSSIAN.popitem(last=False)
+        return value
 
     def masked_accuracy(self, keep: np.ndarray) -> float:
         """Test accuracy of the all-neuron probe with the columns outside `keep` set to the train mean."""

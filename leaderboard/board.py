@@ -18,18 +18,21 @@ RECORD_COLUMNS = (
     "method_params", "metric", "k", "seed", "value", "chance", "other", "source", "package_version", "git_commit",
     "n_neurons",
 )
-# Metrics that decide the ranking; everything else (control_acc, acc_all, majority, jaccard, random/bottom
-# ablations, metrics added by later scorers) is context: kept in the CSV, never ranked.
+# Metrics that decide the ranking; everything else (control_acc, acc_all, majority, jaccard, rank_corr, random/bottom
+# ablations, min_subset_k and its test accuracy, metrics added by later scorers) is context: kept in the CSV, never
+# ranked. All are higher-is-better (reference.md#names): the minimal subset is ranked as its saving 1 - k/D.
 RANKED_METRICS = (
-    "probe_acc", "probe_auc", "selectivity", "selectivity_auc", "ablate_drop_top", "ablate_keep_top", "avg_overlap",
-    "planted_rprec", "planted_ap", "planted_recall",
+    "probe_acc", "probe_auc", "selectivity", "selectivity_auc", "probe_acc_gaussian", "probe_auc_gaussian",
+    "selectivity_gaussian", "selectivity_auc_gaussian", "ablate_drop_top", "ablate_keep_top", "min_subset_saving",
+    "avg_overlap", "avg_rank_corr", "neuron_vote", "stab_seed", "planted_rprec", "planted_ap", "planted_recall",
 )
 # Columns of the method tables, in display order; per-k metrics are shown at the headline k.
-HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_acc", "selectivity", "ablate_drop_top", "avg_overlap",
+HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_auc_gaussian", "probe_acc", "selectivity",
+                    "ablate_drop_top", "min_subset_saving", "avg_overlap", "neuron_vote", "stab_seed",
                     "planted_rprec")
 # The k grid K of reference.md#metric-probe-acc; ablation adds %-of-D budgets and overlap has its own grid, so
 # those only define the headline k where no probe was scored.
-GRID_METRICS = ("probe_acc", "selectivity")
+GRID_METRICS = ("probe_acc", "selectivity", "probe_acc_gaussian", "selectivity_gaussian")
 DEPTH_METRIC = "probe_acc"
 BASELINE_METHODS = frozenset({"random"})
 

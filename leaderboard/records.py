@@ -1,4 +1,4 @@
-"""Reading job outputs: records of every job, and the agreement records computed from saved rankings."""
+"""Reading job outputs: records of every job, and the agreement and stability records computed from saved rankings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.agreement import agreement
+from bench.agreement import agreement, seed_stability
 from bench.errors import NeuronbenchError
 
 log = logging.getLogger(__name__)
@@ -30,17 +30,28 @@ def read_records(results: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def agreement_records(records: pd.DataFrame, results: Path) -> pd.DataFrame:
-    """Jaccard@k between the methods of each cell, from the rankings each job saved beside its records."""
-    jobs = (records.drop_duplicates(["task", "concept", "model", "method", "seed", "site", "layer"])
+def _ranking_path(results: Path, job) -> Path:
+    concept = f"@{job.concept}" if isinstance(job.concept, str) else ""
+    return (Path(results) / "runs" / f"{job.task}{concept}" / job.model / job.method
+            / f"seed{job.seed}" / "rankings" / f"{job.site}_L{int(job.layer):02d}.npy")
+
+
+def _jobs(records: pd.DataFrame) -> pd.DataFrame:
+    return (records.drop_duplicates(["task", "concept", "model", "method", "seed", "site", "layer"])
             .reset_index(drop=True))
+
+
+def agreement_records(records: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Records computed from the rankings each job saved beside its records (bench.agreement).
+
+    Per cell and seed, the methods' agreement (jaccard, avg_overlap, rank_corr, avg_rank_corr, neuron_vote); then
+    `stab_seed` per method over the seeds of a cell (`seed_stability_records`).
+    """
     rows = []
-    for _, cell in jobs.groupby(CELL[1:], dropna=False, sort=True):
+    for _, cell in _jobs(records).groupby(CELL[1:], dropna=False, sort=True):
         rankings = {}
         for job in cell.itertuples():
-            concept = f"@{job.concept}" if isinstance(job.concept, str) else ""
-            path = (Path(results) / "runs" / f"{job.task}{concept}" / job.model / job.method
-                    / f"seed{job.seed}" / "rankings" / f"{job.site}_L{int(job.layer):02d}.npy")
+            path = _ranking_path(results, job)
             if path.exists():
                 rankings[job.method] = np.load(path, allow_pickle=False)
         if len(rankings) < 2:
@@ -50,4 +61,28 @@ def agreement_records(records: pd.DataFrame, results: Path) -> pd.DataFrame:
         for method, other, score in agreement(rankings):
             rows.append({**base, "method": method, "other": other, "metric": score.metric,
                          "k": score.k, "value": score.value, "chance": score.chance})
+    stability = seed_stability_records(records, results)
+    frames = [frame for frame in (pd.DataFrame(rows), stability) if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def seed_stability_records(records: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """`stab_seed@k` per method and seedless cell with rankings saved for >= 2 seeds (reference.md#metric-stability).
+
+    The rows summarize several seeds, so their `seed` is null; deterministic methods must give 1 at every k.
+    """
+    rows = []
+    unseeded = [column for column in CELL[1:] if column != "seed"]
+    for _, runs in _jobs(records).groupby([*unseeded, "method"], dropna=False, sort=True):
+        rankings = []
+        for job in runs.sort_values("seed").itertuples():
+            path = _ranking_path(results, job)
+            if path.exists():
+                rankings.append(np.load(path, allow_pickle=False))
+        if len(rankings) < 2:
+            continue
+        first = runs.iloc[0]
+        base = {**{c: first[c] for c in CELL}, "seed": None, "method": first["method"], "other": None}
+        for score in seed_stability(rankings):
+            rows.append({**base, "metric": score.metric, "k": score.k, "value": score.value, "chance": score.chance})
     return pd.DataFrame(rows)

@@ -205,3 +205,26 @@ def test_whole_layer_k_is_not_ranked():
     board = rank_cells(aggregate(records)).set_index(["method", "k"])["rank"]
     assert board[("a", 5)] == 1.0 and board[("b", 5)] == 2.0
     assert board[[("a", 16), ("b", 16)]].isna().all()
+
+
+def test_new_ranked_metrics_and_seedless_stability_rows():
+    """Gaussian-family, minimal-subset, agreement and stability rows are ranked higher-is-better; stab_seed rows
+    summarize several seeds and carry a null seed."""
+    rows = [{"method": method, "metric": metric, "k": k, "seed": seed, "value": value}
+            for method, value in (("a", 0.9), ("b", 0.4))
+            for metric, k in (("probe_auc_gaussian", None), ("selectivity_gaussian", 10), ("min_subset_saving", None),
+                              ("neuron_vote", 10), ("avg_rank_corr", None))
+            for seed in (0, 1)]
+    rows += [{"method": method, "metric": "stab_seed", "k": 10, "seed": None, "value": value}
+             for method, value in (("a", 1.0), ("b", 0.2))]
+    rows += [{"method": method, "metric": "min_subset_k", "seed": 0, "value": value}
+             for method, value in (("a", 3.0), ("b", 12.0))]
+    markdown, table = build_board(make_records(*rows))
+    ranked = table[table["rank"].notna()]
+    assert set(ranked["metric"]) == {"probe_auc_gaussian", "selectivity_gaussian", "min_subset_saving",
+                                     "neuron_vote", "avg_rank_corr", "stab_seed"}
+    assert (ranked.loc[ranked["method"] == "a", "rank"] == 1.0).all()
+    overall = section(markdown, "## Overall")
+    assert overall[0] == ("| method | source | mean rank | cells | probe_auc_gaussian | min_subset_saving "
+                          "| neuron_vote@k* | stab_seed@k* |")
+    assert overall[2] == "| a | builtin | 1.000 | 6 | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"

@@ -9,7 +9,8 @@ from bench.agreement import agreement, chance_jaccard, jaccard
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.layer import LayerData
-from bench.scorers import ablation, k_grid, log_area, probe_acc, selectivity
+from bench.scorers import (ablation, k_grid, log_area, min_subset, probe_acc, probe_acc_gaussian, selectivity,
+                           selectivity_gaussian)
 from tasks.base import SPLITS
 
 D, SIGNAL = 40, (3, 17, 29)
@@ -95,3 +96,43 @@ def test_agreement_known_values():
     avg = {m: s.value for m, other, s in rows if s.metric == "avg_overlap"}
     assert avg == {"x": 0.5, "y": 0.5, "z": 0.0}
     assert sum(1 for _, other, s in rows if s.metric == "jaccard") == 6
+
+
+def test_gaussian_family_perfect_beats_reversed():
+    data = planted_layer()
+    ks = k_grid(D)
+    good, bad = probe_acc_gaussian(perfect(), data, ks, None), probe_acc_gaussian(perfect()[::-1], data, ks, None)
+    acc_good, acc_bad = by_metric(good, "probe_acc_gaussian"), by_metric(bad, "probe_acc_gaussian")
+    assert acc_good[3] > 0.85 and acc_bad[3] < 0.5
+    assert acc_good[D] == acc_bad[D] == by_metric(good, "acc_all_gaussian")[None]
+    assert by_metric(good, "probe_auc_gaussian")[None] > by_metric(bad, "probe_auc_gaussian")[None] + 0.2
+    assert data.gaussian_accuracy(np.array([], dtype=np.int64)) == data.majority()
+
+
+def test_gaussian_selectivity_known_answers():
+    same = by_metric(selectivity_gaussian(perfect(), planted_layer(control_equals_task=True), k_grid(D), None),
+                     "selectivity_gaussian")
+    assert all(v == 0.0 for v in same.values())
+    data = planted_layer()
+    good = selectivity_gaussian(perfect(), data, k_grid(D), None)
+    bad = selectivity_gaussian(perfect()[::-1], data, k_grid(D), None)
+    assert by_metric(good, "selectivity_gaussian")[3] > 0.4
+    assert by_metric(good, "selectivity_auc_gaussian")[None] > by_metric(bad, "selectivity_auc_gaussian")[None] + 0.2
+
+
+def test_min_subset_finds_the_signal_neurons():
+    data = planted_layer()
+    good = {s.metric: s.value for s in min_subset(perfect(), data, k_grid(D), None)}
+    assert good["min_subset_k"] == len(SIGNAL)  # fewer than 3 misses a class entirely
+    assert good["min_subset_saving"] == pytest.approx(1 - len(SIGNAL) / D)
+    assert good["min_subset_within_test"] == 1.0 and good["min_subset_test_acc"] > 0.85
+    bad = {s.metric: s.value for s in min_subset(perfect()[::-1], data, k_grid(D), None)}
+    assert bad["min_subset_k"] == D and bad["min_subset_saving"] == 0.0  # the signal neurons come last
+
+
+def test_min_subset_bisects_between_grid_points():
+    """A ranking with the signal at positions 5, 6, 7 needs k = 8, which lies between grid points."""
+    data = planted_layer()
+    ranking = np.r_[[j for j in range(D) if j not in SIGNAL][:5], SIGNAL, [j for j in range(D) if j not in SIGNAL][5:]]
+    scores = {s.metric: s.value for s in min_subset(ranking, data, [1, 2, 3, 5, 10, 20], None)}
+    assert scores["min_subset_k"] == 8
