@@ -275,3 +275,17 @@ def _markdown_table(table: pd.DataFrame, left_columns: int) -> str:
     header = "| " + " | ".join(str(column) for column in table.columns) + " |"
     rule = "|" + "|".join(["---"] * left_columns + ["---:"] * (len(table.columns) - left_columns)) + "|"
     return "\n".join([header, rule, *("| " + lines + " |")])
+
+
+def cost_markdown(costs: pd.DataFrame) -> str:
+    """Median wall time and peak memory of `rank()` per method and task/model: shown, never ranked
+    (reference.md#metric-cost); medians over layers, sites and seeds."""
+    wide = (costs.pivot_table(index=["task", "model", "method"], columns="metric", values="value",
+                              aggfunc="median")
+            .reindex(columns=["cost_time_s", "cost_peak_mem_b"]).reset_index())
+    wide["cost_time_s"] = wide["cost_time_s"].map(lambda v: f"{v:.3f}")
+    wide["cost_peak_mem_b"] = (wide["cost_peak_mem_b"] / 2**20).map(lambda v: f"{v:.1f}")
+    wide = wide.rename(columns={"cost_time_s": "rank() s (median)",
+                                "cost_peak_mem_b": "peak MiB (median)"})
+    return ("## Cost of `rank()`\n\nMeasurements on this machine, single-threaded BLAS; "
+            "not ranked.\n\n" + _markdown_table(wide, left_columns=3))

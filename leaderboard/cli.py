@@ -12,7 +12,7 @@ import pandas as pd
 from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
-from leaderboard.board import build_board
+from leaderboard.board import build_board, cost_markdown
 from leaderboard.records import agreement_records, read_records
 
 
@@ -22,6 +22,8 @@ def build(results: Path, headline_k: int) -> Path:
     overlap = agreement_records(records, results)
     merged = pd.concat([records, overlap], ignore_index=True) if len(overlap) else records
     markdown, table = build_board(merged, headline_k=headline_k)
+    if list(results.glob("runs/**/cost.jsonl")):
+        markdown += "\n\n" + cost_markdown(read_records(results, "cost.jsonl")) + "\n"
     atomic_write_bytes(results / "leaderboard.md", markdown.encode())
     atomic_write_bytes(results / "leaderboard.csv", table.to_csv(index=False).encode())
     return results / "leaderboard.md"

@@ -17,16 +17,17 @@ CELL = ["source", "task", "task_version", "concept", "model", "model_revision", 
         "site", "layer", "n_neurons"]
 
 
-def read_records(results: Path) -> pd.DataFrame:
-    """All `runs/**/records.jsonl` under `results`, one frame; a malformed line names its file."""
+def read_records(results: Path, name: str = "records.jsonl") -> pd.DataFrame:
+    """All `runs/**/<name>` under `results` (records, or `cost.jsonl` measurements), one frame;
+    a malformed line names its file."""
     frames = []
-    for path in sorted(Path(results).glob("runs/**/records.jsonl")):
+    for path in sorted(Path(results).glob(f"runs/**/{name}")):
         try:
             frames.append(pd.read_json(path, lines=True, dtype=False))
         except ValueError as err:
             raise NeuronbenchError(f"{path}: not valid JSON Lines ({err})") from err
     if not frames:
-        raise NeuronbenchError(f"no records under {results}/runs; run `neuronbench` first")
+        raise NeuronbenchError(f"no {name} under {results}/runs; run `neuronbench` first")
     return pd.concat(frames, ignore_index=True)
 
 

@@ -57,6 +57,8 @@ def test_jobs_records_rankings_board_and_resume(tmp_path):
     board = build(tmp_path / "results", headline_k=10)
     text = board.read_text()
     assert "probeless" in text and "random" in text
+    cost = text.split("## Cost of `rank()`", 1)[1]
+    assert "| templated_number | tiny_random | probeless |" in cost
     table = pd.read_csv(board.with_suffix(".csv"))
     assert {"avg_overlap", "jaccard"} <= set(table["metric"])
 
