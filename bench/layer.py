@@ -30,7 +30,7 @@ _GAUSSIAN_MAX = 4096
 
 class LayerData:
     def __init__(self, X: dict[str, np.ndarray], examples: Examples, where: str = "layer",
-                 truth: tuple[frozenset[int], ...] | None = None):
+                 truth: tuple[frozenset[int], ...] | None = None, context=None):
         train = check_activations(X["train"], f"{where} train")
         mean, std = train.mean(axis=0, dtype=np.float64), train.std(axis=0, dtype=np.float64)
         self.live = live_neurons(std)
@@ -41,6 +41,8 @@ class LayerData:
             self.Z[split] = np.where(self.live, (acts - mean) / scale, 0.0).astype(np.float32)
         self.examples = examples
         self.truth = truth  # planted ground truth G_c per class, when the cell has one
+        self.context = context  # bench.intervene.ModelContext at this cell, for model-level scorers
+        self.raw_train = train  # raw train activations: model-level scorers read site statistics
         self.n_neurons = train.shape[1]
         digest = hashlib.sha1()
         for split in SPLITS:

@@ -30,7 +30,7 @@ from bench.extract import extract
 from bench.intervene import model_context
 from bench.layer import LayerData
 from bench.models import LoadedModel, load_model
-from bench.scorers import get_scorer, k_grid
+from bench.scorers import get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
 from methods.base import Method
 from tasks.base import SPLITS
@@ -162,10 +162,13 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     examples = source.examples
     method_params = OmegaConf.to_container(cfg.method, resolve=True)
     method: Method = instantiate(method_params)
+    for name in cfg.scorers:
+        get_scorer(name)  # an unknown scorer fails before any work
     context = None
-    if "model" in method.needs:
+    if "model" in method.needs or any(needs_model(name) for name in cfg.scorers):
         if source.model is None:
-            raise NeuronbenchError(f"method {method_name!r} runs the model; planted tasks have none")
+            raise NeuronbenchError(f"method {method_name!r} or scorers {list(cfg.scorers)} run the "
+                                   "model; planted tasks have none")
         context = model_context(task, examples, source.model, pooling=source.pooling,
                                 batch_size=cfg.batch_size)
     base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
@@ -179,9 +182,10 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
         t0 = time.perf_counter()
         cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
         X = source.load(site, layer)
-        data = LayerData(X, examples, where=cell, truth=source.truth)
+        cell_context = context.at(site, layer) if context is not None else None
+        data = LayerData(X, examples, where=cell, truth=source.truth, context=cell_context)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
-        inputs = {"model": context.at(site, layer)} if context is not None else {}
+        inputs = {"model": cell_context} if "model" in method.needs else {}
         ranking, seconds, peak = timed_rank(method, X["train"], examples.y["train"],
                                             cell_rng(cfg.seed, *key, "method"), inputs)
         cell_fields = {**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,

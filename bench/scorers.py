@@ -180,6 +180,17 @@ SCORERS: dict[str, Callable] = {"probe_acc": probe_acc, "selectivity": selectivi
 
 
 def get_scorer(name: str) -> Callable:
-    if name not in SCORERS:
-        raise NeuronbenchError(f"unknown scorer {name!r}; valid: {', '.join(SCORERS)}")
-    return SCORERS[name]
+    """A scorer by config name; the model-level ones live in bench.causal_scores (which imports this
+    module, hence the late import)."""
+    from bench.causal_scores import SCORERS as MODEL_SCORERS
+
+    registry = {**SCORERS, **MODEL_SCORERS}
+    if name not in registry:
+        raise NeuronbenchError(f"unknown scorer {name!r}; valid: {', '.join(registry)}")
+    return registry[name]
+
+
+def needs_model(name: str) -> bool:
+    from bench.causal_scores import SCORERS as MODEL_SCORERS
+
+    return name in MODEL_SCORERS

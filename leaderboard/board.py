@@ -25,11 +25,12 @@ RANKED_METRICS = (
     "probe_acc", "probe_auc", "selectivity", "selectivity_auc", "probe_acc_gaussian", "probe_auc_gaussian",
     "selectivity_gaussian", "selectivity_auc_gaussian", "ablate_drop_top", "ablate_keep_top", "min_subset_saving",
     "avg_overlap", "avg_rank_corr", "neuron_vote", "stab_seed", "planted_rprec", "planted_ap", "planted_recall",
+    "causal_drop", "causal_gain", "causal_drop_auc", "translate_success", "clamp_success", "faith_cpr", "faith_cmd",
 )
 # Columns of the method tables, in display order; per-k metrics are shown at the headline k.
 HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_auc_gaussian", "probe_acc", "selectivity",
                     "ablate_drop_top", "min_subset_saving", "avg_overlap", "neuron_vote", "stab_seed",
-                    "planted_rprec")
+                    "planted_rprec", "causal_gain", "translate_success", "faith_cpr")
 # The k grid K of reference.md#metric-probe-acc; ablation adds %-of-D budgets and overlap has its own grid, so
 # those only define the headline k where no probe was scored.
 GRID_METRICS = ("probe_acc", "selectivity", "probe_acc_gaussian", "selectivity_gaussian")

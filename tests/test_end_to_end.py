@@ -115,3 +115,15 @@ def test_model_based_methods_run_through_the_runner(tmp_path, method):
     for layer in (1, 2):
         ranking = np.load(out / "rankings" / f"hidden_L{layer:02d}.npy")
         assert np.array_equal(np.sort(ranking), np.arange(32))
+
+
+def test_model_level_scorers_run_through_the_runner(tmp_path):
+    out = run_job(config(tmp_path, "method=probeless", "layers=[2]",
+                         "scorers=[causal,intervention,faithfulness]"), "probeless")
+    metrics = {r["metric"] for r in read(out / "records.jsonl")}
+    assert {"causal_drop", "causal_gain", "translate_success", "clamp_success", "faith_cpr"} <= metrics
+
+
+def test_unknown_scorer_fails_before_work(tmp_path):
+    with pytest.raises(NeuronbenchError, match="unknown scorer 'nope'"):
+        run_job(config(tmp_path, "method=random", "scorers=[nope]"), "random")
