@@ -7,6 +7,7 @@ rankings at once and lives in `bench.agreement`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -44,46 +45,38 @@ def log_area(ks: list[int], values: list[float]) -> float:
     return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
 
 
-def probe_acc(ranking, data: LayerData, ks, rng) -> list[Score]:
-    """Test accuracy of the linear probe retrained on the top-k neurons, and its area over ln k."""
-    majority = data.majority()
-    values = [data.retrained_accuracy(ranking[:k]) for k in ks]
-    return ([Score("probe_acc", k, v, majority) for k, v in zip(ks, values)]
-            + [Score("probe_auc", None, log_area(ks, values), majority),
-               Score("majority", None, majority), Score("acc_all", None, values[-1], majority)])
+# Evaluation probe families (reference.md#metric-probe-acc): the metric suffix and the accuracy they give.
+FAMILIES = {"linear": "", "gaussian": "_gaussian"}
 
 
-def selectivity(ranking, data: LayerData, ks, rng) -> list[Score]:
-    """Hewitt & Liang: task accuracy minus control-task accuracy on the same top-k neurons."""
-    task = [data.retrained_accuracy(ranking[:k], "task") for k in ks]
-    control = [data.retrained_accuracy(ranking[:k], "control") for k in ks]
-    gap = [t - c for t, c in zip(task, control)]
-    return ([Score("control_acc", k, c) for k, c in zip(ks, control)]
-            + [Score("selectivity", k, g, 0.0) for k, g in zip(ks, gap)]
-            + [Score("selectivity_auc", None, log_area(ks, gap), 0.0)])
+def _curve(ranking, data: LayerData, ks, family: str, target: str) -> list[float]:
+    accuracy = data.retrained_accuracy if family == "linear" else data.gaussian_accuracy
+    return [accuracy(ranking[:k], target) for k in ks]
 
 
-def probe_acc_gaussian(ranking, data: LayerData, ks, rng) -> list[Score]:
-    """`probe_acc` with the `gaussian` evaluation family (reference.md#metric-probe-acc): same grid, no cap on k.
+def probe_acc(ranking, data: LayerData, ks, rng, family: str = "linear") -> list[Score]:
+    """Test accuracy of a probe retrained on the top-k neurons, and its area over ln k.
 
-    The Gaussian has no hyperparameters and its prior keeps k up to D well-posed, and a fit is a few
-    Choleskys of k x k, so the whole grid costs less than one linear probe.
+    The `gaussian` family has no hyperparameters and its prior keeps every k up to D well-posed, so it
+    uses the same grid uncapped.
     """
-    majority = data.majority()
-    values = [data.gaussian_accuracy(ranking[:k]) for k in ks]
-    return ([Score("probe_acc_gaussian", k, v, majority) for k, v in zip(ks, values)]
-            + [Score("probe_auc_gaussian", None, log_area(ks, values), majority),
-               Score("acc_all_gaussian", None, values[-1], majority)])
+    suffix, majority = FAMILIES[family], data.majority()
+    values = _curve(ranking, data, ks, family, "task")
+    scores = ([Score(f"probe_acc{suffix}", k, v, majority) for k, v in zip(ks, values)]
+              + [Score(f"probe_auc{suffix}", None, log_area(ks, values), majority),
+                 Score(f"acc_all{suffix}", None, values[-1], majority)])
+    return scores + ([Score("majority", None, majority)] if family == "linear" else [])
 
 
-def selectivity_gaussian(ranking, data: LayerData, ks, rng) -> list[Score]:
-    """`selectivity` with the `gaussian` evaluation family: task minus control test accuracy on the top-k."""
-    task = [data.gaussian_accuracy(ranking[:k], "task") for k in ks]
-    control = [data.gaussian_accuracy(ranking[:k], "control") for k in ks]
+def selectivity(ranking, data: LayerData, ks, rng, family: str = "linear") -> list[Score]:
+    """Hewitt & Liang: task accuracy minus control-task accuracy on the same top-k neurons."""
+    suffix = FAMILIES[family]
+    task = _curve(ranking, data, ks, family, "task")
+    control = _curve(ranking, data, ks, family, "control")
     gap = [t - c for t, c in zip(task, control)]
-    return ([Score("control_acc_gaussian", k, c) for k, c in zip(ks, control)]
-            + [Score("selectivity_gaussian", k, g, 0.0) for k, g in zip(ks, gap)]
-            + [Score("selectivity_auc_gaussian", None, log_area(ks, gap), 0.0)])
+    return ([Score(f"control_acc{suffix}", k, c) for k, c in zip(ks, control)]
+            + [Score(f"selectivity{suffix}", k, g, 0.0) for k, g in zip(ks, gap)]
+            + [Score(f"selectivity_auc{suffix}", None, log_area(ks, gap), 0.0)])
 
 
 def min_subset(ranking, data: LayerData, ks, rng, delta: float = MIN_SUBSET_DELTA) -> list[Score]:
@@ -172,8 +165,8 @@ def planted(ranking, data: LayerData, ks, rng) -> list[Score]:
 
 
 SCORERS: dict[str, Callable] = {"probe_acc": probe_acc, "selectivity": selectivity,
-                                "probe_acc_gaussian": probe_acc_gaussian,
-                                "selectivity_gaussian": selectivity_gaussian,
+                                "probe_acc_gaussian": partial(probe_acc, family="gaussian"),
+                                "selectivity_gaussian": partial(selectivity, family="gaussian"),
                                 "min_subset": min_subset,
                                 "ablation": ablation,
                                 "planted": planted}

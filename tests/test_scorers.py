@@ -9,9 +9,10 @@ from bench.agreement import agreement, chance_jaccard, jaccard
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.layer import LayerData
-from bench.scorers import (ablation, k_grid, log_area, min_subset, probe_acc, probe_acc_gaussian, selectivity,
-                           selectivity_gaussian)
+from bench.scorers import SCORERS, ablation, k_grid, log_area, min_subset, probe_acc, selectivity
 from tasks.base import SPLITS
+
+probe_acc_gaussian, selectivity_gaussian = SCORERS["probe_acc_gaussian"], SCORERS["selectivity_gaussian"]
 
 D, SIGNAL = 40, (3, 17, 29)
 
