@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import expit, softmax
+from sklearn.linear_model import LogisticRegression
 
 from bench.errors import NeuronbenchError
 from bench.probe import fit_logistic
@@ -19,7 +20,7 @@ from methods.attribution import IGProbe, integrated_gradients, path_points
 from methods.cluster import ClusterRep, correlation_clusters
 from methods.cross_model import LinReg, MaxCorr, MinCorr, regression_errors, standardized
 from methods.probeless import Probeless
-from methods.sparse import SparseL1
+from methods.sparse import SparseL1, fit_l1_logistic_ovr
 
 PLANTED = np.array([7, 23, 41, 62, 88])  # neuron PLANTED[c] is shifted by +3 on class c
 N, D = 2000, 100
@@ -40,9 +41,10 @@ def checksum(*arrays):
 # --- labelled methods: recovery ---------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # saga at 100 epochs
-@pytest.mark.parametrize("method", [SparseL1(), SparseL1(solver="saga"), ClusterRep(), IGProbe(),
-                                    IGProbe(baseline="zero", rule="left", normalize="raw")],
-                         ids=["sparse_l1", "sparse_l1-saga", "cluster_rep", "ig_probe", "ig_probe-compat"])
+@pytest.mark.parametrize("method", [SparseL1(), SparseL1(solver="liblinear"), SparseL1(solver="saga"), ClusterRep(),
+                                    IGProbe(), IGProbe(baseline="zero", rule="left", normalize="raw")],
+                         ids=["sparse_l1", "sparse_l1-liblinear", "sparse_l1-saga", "cluster_rep", "ig_probe",
+                              "ig_probe-compat"])
 def test_planted_neurons_rank_first(method):
     X, y = planted()
     top = method.rank(X, y, rng=np.random.default_rng(0))[:len(PLANTED)]
@@ -62,6 +64,33 @@ def test_sparse_l1_is_sparse():
     X, y = planted()
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
     assert np.sum(SparseL1().scores(Z, (y == 2).astype(np.int64), np.random.default_rng(0)) == 0) > D // 4
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fista_l1_logistic_matches_sklearn():
+    """All one-vs-rest problems at once reach saga's optimum (same objective, intercept free): same support, same
+    coefficients; liblinear also penalizes the intercept, so only its support is compared."""
+    rng = np.random.default_rng(0)
+    n, d, C = 600, 20, 0.05
+    y = rng.integers(0, 3, size=n)
+    X = rng.normal(size=(n, d))
+    X[:, 0] += y == 0
+    X[:, 1] -= 0.7 * (y == 1)
+    X[:, 2] += 0.3 * y
+    Z = ((X - X.mean(axis=0)) / X.std(axis=0)).astype(np.float32)
+    W, b, _ = fit_l1_logistic_ovr(Z, y[None, :] == np.arange(3)[:, None], l1=1.0 / (C * n), tol=1e-12)
+    for c in range(3):
+        saga = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", class_weight="balanced", tol=1e-10,
+                                  max_iter=100_000).fit(Z.astype(np.float64), y == c)
+        liblinear = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", class_weight="balanced",
+                                       tol=1e-8).fit(Z.astype(np.float64), y == c)
+        assert 2 < np.count_nonzero(W[c]) < d
+        np.testing.assert_array_equal(W[c] != 0, saga.coef_[0] != 0)
+        np.testing.assert_allclose(W[c], saga.coef_[0], atol=1e-5)
+        assert b[c] == pytest.approx(saga.intercept_[0], abs=1e-5)
+        np.testing.assert_array_equal(W[c] != 0, liblinear.coef_[0] != 0)
+    two_class = SparseL1(C=C, tol=1e-12).scores(Z, (y == 1).astype(np.int64), np.random.default_rng(0))
+    np.testing.assert_allclose(two_class, np.abs(W[1]), atol=1e-5)  # one fit, for the concept
 
 
 def test_bad_parameters_rejected():

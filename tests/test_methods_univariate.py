@@ -16,7 +16,8 @@ from methods.activation_stats import MeanAbs, Variance
 from methods.detectors import AveragePrecision, QuantileIoU
 from methods.mean_difference import MeanSelect, ProbelessOVR
 from methods.probeless import Probeless
-from methods.univariate import AnovaF, MutualInformationHistogram, MutualInformationKNN
+from methods.univariate import (AnovaF, MutualInformationHistogram, MutualInformationKNN, count_within,
+                                kth_neighbour_distance, mutual_info_knn)
 
 LABELLED = ["probeless_ovr", "meanselect", "ap", "ap2", "iou", "iou_prev", "anova_f", "mi", "mi_hist"]
 
@@ -93,17 +94,54 @@ def test_anova_f_is_infinite_for_a_neuron_constant_within_classes():
     assert scores[2] == np.inf and np.isfinite(np.delete(scores, 2)).all()
 
 
+@pytest.mark.parametrize("n_classes", [2, 17])
+def test_mi_knn_matches_mutual_info_classif_without_ties(n_classes):
+    """The sorting estimator is scikit-learn's: same scaling, noise, radius convention and digamma terms.
+
+    A class with a single member (it drops out) and a small one included. scikit-learn switches to brute-force
+    distances (||a||² − 2ab + ||b||², rounded) for a class of at most 2k + 1 members; ours stay exact, so those
+    radii, hence a few counts, may differ there: the small class has 2k + 2 members.
+    """
+    rng = np.random.default_rng(5)
+    n = 3000
+    y = rng.integers(0, n_classes, size=n)
+    y[:8] = n_classes
+    y[8] = n_classes + 1  # alone in its class
+    Z = rng.standard_t(3, size=(n, 40))
+    Z[:, :5] += y[:, None] * np.array([0.1, 0.2, 0.5, 1.0, 3.0])
+    Z *= rng.uniform(0.1, 10, size=40)  # the noise is scaled by max(1, mean|x|) after unit-std scaling
+    expected = mutual_info_classif(Z, y, n_neighbors=3, random_state=11)
+    assert (expected[:5] > 0).all() and (expected == 0).any()  # both sides of the clip at 0
+    assert len(np.unique(Z)) == Z.size  # no exact ties
+    np.testing.assert_allclose(mutual_info_knn(Z, y, 3, seed=11), expected, rtol=0, atol=1e-10)
+
+
 def test_mi_is_mutual_info_classif_on_the_seeded_sample():
-    """Ties make the estimator's tiny noise, hence its random_state, matter: the cell generator must drive both."""
+    """Ties make the estimator's tiny noise, hence its seed, matter: the cell generator must drive both. The noise
+    is scikit-learn's own draw, so the estimates agree even with ties (up to summation order)."""
     Z, y = tied_data(3, n=600)
     rng = np.random.default_rng(3)
     sample = np.sort(rng.choice(600, size=250, replace=False))
     expected = mutual_info_classif(Z[sample], y[sample], n_neighbors=3,
                                    random_state=int(rng.integers(np.iinfo(np.uint32).max)))
     ours = MutualInformationKNN(max_samples=250).scores(Z, y, np.random.default_rng(3))
-    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(ours, MutualInformationKNN(max_samples=250).scores(Z, y, np.random.default_rng(3)))
     other_seed = MutualInformationKNN(max_samples=250).scores(Z, y, np.random.default_rng(4))
     assert not np.array_equal(ours, other_seed)
+
+
+def test_kth_neighbour_distance_and_counts_by_brute_force():
+    rng = np.random.default_rng(0)
+    values = np.sort(np.round(rng.normal(size=(3, 50)), 1), axis=1)  # ties included
+    for k in (1, 3):
+        distances = np.abs(values[:, :, None] - values[:, None, :])
+        distances[:, np.arange(50), np.arange(50)] = np.inf  # not its own neighbour
+        np.testing.assert_array_equal(kth_neighbour_distance(values, k), np.sort(distances, axis=2)[:, :, k - 1])
+    centres, radii = rng.normal(size=(3, 20)), rng.uniform(0, 1, size=(3, 20))
+    radii[:, 0] = np.abs(values[:, 7] - centres[:, 0])  # an entry exactly on the radius counts
+    brute = (np.abs(values[:, None, :] - centres[:, :, None]) <= radii[:, :, None]).sum(axis=2)
+    np.testing.assert_array_equal(count_within(values, centres, radii), brute)
 
 
 def test_mi_hist_informative_vs_independent_neuron():
