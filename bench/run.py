@@ -152,6 +152,7 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     if records_path.exists() and not cfg.force:
         log.info("skip %s: records exist (force=true reruns)", out)
         return out
+    single_threaded_blas()  # also in launcher worker processes, which skip the CLI's main()
     started = time.perf_counter()
     task_cfg, model_cfg = cfg.task, cfg.model
     task = _load_task(json.dumps(OmegaConf.to_container(task_cfg.loader, resolve=True)),
