@@ -10,26 +10,19 @@ import pytest
 
 from bench.causal_scores import (capped_ks, causal, faithfulness, faithfulness_curve, intervention, rank_alpha)
 from bench.errors import NeuronbenchError
-from bench.examples import select_examples
 from bench.intervene import FinalHead, final_head, model_context, site_states
 from bench.layer import LayerData
-from bench.models import load_model
 from bench.probe import LogisticProbe, fit_select
 from tasks.base import SPLITS
 from test_extract import TINY
-from test_intervene import LAST, no_hooks, toy_task
+from test_intervene import LAST, no_hooks, tiny_setup
 
 WIDTH = TINY["config"]["hidden_size"]
 
 
 @pytest.fixture(scope="module")
 def setup():
-    loaded = load_model("tiny", TINY)
-    task = toy_task()
-    valid = {s: np.ones(sum(map(len, task.sentences[s])), dtype=bool) for s in SPLITS}
-    examples = select_examples(task, valid, seed=0, n_min=5)
-    concept = select_examples(task, valid, seed=0, n_min=5, concept="NOUN")
-    return loaded, task, examples, concept
+    return tiny_setup()
 
 
 def layer_data(setup, site, layer, form="multi", head=None):

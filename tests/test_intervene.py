@@ -41,15 +41,20 @@ def toy_task() -> Task:
     return Task("toy", "1", sentences, labels)
 
 
-@pytest.fixture(scope="module")
-def setup():
+def tiny_setup():
+    """The tiny random BERT, the toy task, and its multi-class and NOUN-concept examples."""
     loaded = load_model("tiny", TINY)
     task = toy_task()
     valid = {s: np.ones(sum(map(len, task.sentences[s])), dtype=bool) for s in SPLITS}
     examples = select_examples(task, valid, seed=0, n_min=5)
     concept = select_examples(task, valid, seed=0, n_min=5, concept="NOUN")
-    ctx = model_context(task, examples, loaded, pooling="mean")
-    return loaded, task, examples, concept, ctx
+    return loaded, task, examples, concept
+
+
+@pytest.fixture(scope="module")
+def setup():
+    loaded, task, examples, concept = tiny_setup()
+    return loaded, task, examples, concept, model_context(task, examples, loaded, pooling="mean")
 
 
 def checksum(*arrays):
