@@ -100,11 +100,15 @@ def capped_ks(ks, n_neurons: int) -> list[int]:
     return sorted(grid)
 
 
-def _check_ranking(ranking, n_neurons: int) -> np.ndarray:
+def _cell(data, ranking, scorer: str) -> tuple[ModelContext, str, int, int, np.ndarray]:
+    """The cell's model context, site, layer and width, and the ranking checked against that width."""
+    ctx = _context(data, scorer)
+    site, layer = ctx.cell()
+    n_neurons = ctx.loaded.width(site)
     ranking = np.asarray(ranking, dtype=np.int64)
     if ranking.shape != (n_neurons,) or not np.array_equal(np.sort(ranking), np.arange(n_neurons)):
-        raise NeuronbenchError(f"a model-level scorer needs a full ranking of all {n_neurons} neurons")
-    return ranking
+        raise NeuronbenchError(f"scorer {scorer!r} needs a full ranking of all {n_neurons} neurons")
+    return ctx, site, layer, n_neurons, ranking
 
 
 _TRAIN_STATES: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -227,11 +231,8 @@ def causal(ranking, data, ks, rng, *, value: str = "mean") -> list[Score]:
     """causal_drop@k, causal_logp_drop@k, causal_gain@k (reference.md#metric-causal, head readout)."""
     if value not in ("mean", "zero"):
         raise NeuronbenchError(f"causal: value must be 'mean' or 'zero', got {value!r}")
-    ctx = _context(data, "causal")
+    ctx, site, layer, n, ranking = _cell(data, ranking, "causal")
     started = time.perf_counter()
-    site, layer = ctx.cell()
-    n = ctx.loaded.width(site)
-    ranking = _check_ranking(ranking, n)
     grid = capped_ks(ks, n)
     rows = sample_rows(len(ctx.y["test"]), N_WORDS, rng)
     gold = ctx.y["test"][rows]
@@ -289,11 +290,8 @@ def _class_stats(states: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.
 
 def intervention(ranking, data, ks, rng) -> list[Score]:
     """translate_success@k and clamp_success@k (reference.md#metric-interventions)."""
-    ctx = _context(data, "intervention")
+    ctx, site, layer, n, ranking = _cell(data, ranking, "intervention")
     started = time.perf_counter()
-    site, layer = ctx.cell()
-    n = ctx.loaded.width(site)
-    ranking = _check_ranking(ranking, n)
     grid = capped_ks(ks, n)
     n_classes = ctx.n_classes
     rows = sample_rows(len(ctx.y["test"]), N_WORDS, rng)
@@ -341,10 +339,7 @@ def intervention(ranking, data, ks, rng) -> list[Score]:
 
 def faithfulness_curve(ranking, data, budgets_k, rng) -> tuple[np.ndarray, float, float]:
     """f(k) for each k in `budgets_k` (0 = ∅, D = N), and m(N), m(∅), on the sampled test words."""
-    ctx = _context(data, "faithfulness")
-    site, _ = ctx.cell()
-    n = ctx.loaded.width(site)
-    ranking = _check_ranking(ranking, n)
+    ctx, _, _, n, ranking = _cell(data, ranking, "faithfulness")
     rows = sample_rows(len(ctx.y["test"]), N_WORDS, rng)
     gold = ctx.y["test"][rows]
     head = final_head(ctx)
