@@ -19,13 +19,25 @@ from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 
 
-# Probe fits keyed by content (data fingerprint, columns, target): the jobs of one sweep share a
-# process, and e.g. the all-neuron probe of a cell is the same for every method's job.
-_PROBES: OrderedDict[tuple[bytes, str, bytes], tuple[LogisticProbe, np.ndarray]] = OrderedDict()
-_PROBES_MAX = 512
-# Gaussian-family test accuracies, keyed the same way; a fit is cheap but the scorers ask for each twice.
-_GAUSSIAN: OrderedDict[tuple[bytes, str, bytes], float] = OrderedDict()
-_GAUSSIAN_MAX = 4096
+class _Memo:
+    """A bounded least-recently-used memo keyed by content (data fingerprint, target, columns): the jobs
+    of one sweep share a process, and e.g. the all-neuron probe of a cell is the same for every method."""
+
+    def __init__(self, limit: int):
+        self.limit, self.items = limit, OrderedDict()
+
+    def get(self, key, compute):
+        if key in self.items:
+            self.items.move_to_end(key)
+        else:
+            self.items[key] = compute()
+            if len(self.items) > self.limit:
+                self.items.popitem(last=False)
+        return self.items[key]
+
+
+_PROBES = _Memo(512)  # linear probe fits: (probe, live columns)
+_GAUSSIAN = _Memo(4096)  # Gaussian-family test accuracies; cheap, but the scorers ask for each twice
 
 
 class LayerData:
@@ -60,21 +72,21 @@ class LayerData:
     def probe(self, columns: np.ndarray, target: str = "task") -> tuple[LogisticProbe, np.ndarray]:
         """The evaluation probe on `columns` (live ones only; dead ones are constant), C chosen on dev."""
         cols = self._live_columns(columns)
-        key = (self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest())
-        if key in _PROBES:
-            _PROBES.move_to_end(key)
-        else:
+
+        def fit():
             fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
                                    self.Z["dev"][:, cols], self.labels("dev", target),
                                    self.examples.n_classes)
-            _PROBES[key] = (fitted, cols)
-            if len(_PROBES) > _PROBES_MAX:
-                _PROBES.popitem(last=False)
-        return _PROBES[key]
+            return fitted, cols
+
+        return _PROBES.get(self._key(cols, target), fit)
 
     def _live_columns(self, columns: np.ndarray) -> np.ndarray:
         cols = np.sort(np.asarray(columns, dtype=np.int64))
         return cols[self.live[cols]]
+
+    def _key(self, cols: np.ndarray, target: str) -> tuple[bytes, str, bytes]:
+        return self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest()
 
     def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of a probe retrained on `columns` alone."""
@@ -94,23 +106,17 @@ class LayerData:
         most frequent train class. The jitter is taken over the live columns of the layer, as the ranker does.
         """
         cols = self._live_columns(columns)
-        key = (self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest())
-        if key in _GAUSSIAN:
-            _GAUSSIAN.move_to_end(key)
-            return _GAUSSIAN[key]
-        y_train, y_test = self.labels("train", target), self.labels("test", target)
-        if len(cols) == 0:
-            value = float(np.mean(y_test == np.bincount(y_train).argmax()))
-        else:
+
+        def fit() -> float:
+            if len(cols) == 0:
+                return self.majority(target)
             live = np.flatnonzero(self.live)
-            subset = np.searchsorted(live, cols)
-            log_posterior = gaussian_log_posterior(self.Z["train"][:, live], y_train, self.Z["test"][:, live],
-                                                   subset, self.examples.n_classes)
-            value = float(np.mean(np.argmax(log_posterior, axis=1) == y_test))
-        _GAUSSIAN[key] = value
-        if len(_GAUSSIAN) > _GAUSSIAN_MAX:
-            _GAUSSIAN.popitem(last=False)
-        return value
+            log_posterior = gaussian_log_posterior(
+                self.Z["train"][:, live], self.labels("train", target), self.Z["test"][:, live],
+                np.searchsorted(live, cols), self.examples.n_classes)
+            return float(np.mean(np.argmax(log_posterior, axis=1) == self.labels("test", target)))
+
+        return _GAUSSIAN.get(self._key(cols, target), fit)
 
     def masked_accuracy(self, keep: np.ndarray) -> float:
         """Test accuracy of the all-neuron probe with the columns outside `keep` set to the train mean."""
@@ -119,7 +125,7 @@ class LayerData:
         mask[np.asarray(keep, dtype=np.int64)] = 1.0
         return accuracy(fitted, self.Z["test"][:, cols] * mask[cols], self.labels("test"))
 
-    def majority(self) -> float:
+    def majority(self, target: str = "task") -> float:
         """Test accuracy of always predicting the most frequent train class."""
-        top = np.bincount(self.labels("train")).argmax()
-        return float(np.mean(self.labels("test") == top))
+        top = np.bincount(self.labels("train", target)).argmax()
+        return float(np.mean(self.labels("test", target) == top))
