@@ -139,10 +139,20 @@ def timed_rank(method: Method, X, y, rng, inputs: dict) -> tuple[np.ndarray, flo
     return ranking, seconds, int(peak - base_memory)
 
 
+def job_folder(results_dir, task: str, concept: str | None, model: str, method: str, seed: int) -> Path:
+    """Where one job's records, costs and rankings live (the board and submissions read the same layout)."""
+    name = f"{task}@{concept}" if concept else task
+    return Path(results_dir) / "runs" / name / model / method / f"seed{int(seed)}"
+
+
+def ranking_file(job: Path, site: str, layer: int) -> Path:
+    """One int64 permutation per (site, layer) of a job."""
+    return job / "rankings" / f"{site}_L{int(layer):02d}.npy"
+
+
 def job_dir(cfg: DictConfig, method_name: str) -> Path:
-    concept = f"@{cfg.task.concept}" if cfg.task.get("concept") else ""
-    return (Path(cfg.results_dir) / "runs" / f"{cfg.task.name}{concept}" / cfg.model.name
-            / method_name / f"seed{cfg.seed}")
+    return job_folder(cfg.results_dir, cfg.task.name, cfg.task.get("concept"), cfg.model.name,
+                      method_name, cfg.seed)
 
 
 def run_job(cfg: DictConfig, method_name: str) -> Path:
@@ -193,7 +203,7 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
                        "other": None, "chance": None, "k": None}
         costs += [{**cell_fields, "metric": "cost_time_s", "value": seconds},
                   {**cell_fields, "metric": "cost_peak_mem_b", "value": peak}]
-        atomic_save_npy(out / "rankings" / f"{site}_L{layer:02d}.npy", ranking.astype(np.int64))
+        atomic_save_npy(ranking_file(out, site, layer), ranking.astype(np.int64))
         ks = k_grid(data.n_neurons, cfg.ks)
         for name in cfg.scorers:
             for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench.agreement import agreement, seed_stability
 from bench.errors import NeuronbenchError
+from bench.run import job_folder, ranking_file
 
 log = logging.getLogger(__name__)
 CELL = ["source", "task", "task_version", "concept", "model", "model_revision", "pooling", "seed",
@@ -31,9 +32,9 @@ def read_records(results: Path, name: str = "records.jsonl") -> pd.DataFrame:
 
 
 def _ranking_path(results: Path, job) -> Path:
-    concept = f"@{job.concept}" if isinstance(job.concept, str) else ""
-    return (Path(results) / "runs" / f"{job.task}{concept}" / job.model / job.method
-            / f"seed{job.seed}" / "rankings" / f"{job.site}_L{int(job.layer):02d}.npy")
+    concept = job.concept if isinstance(job.concept, str) else None
+    folder = job_folder(results, job.task, concept, job.model, job.method, job.seed)
+    return ranking_file(folder, job.site, job.layer)
 
 
 def _jobs(records: pd.DataFrame) -> pd.DataFrame:
