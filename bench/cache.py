@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,20 @@ class ActivationCache:
     def load_valid(self, entry: Path, split: str) -> np.ndarray:
         """Mask of words that got activations (False: no subword pieces, or sentence too long)."""
         return np.load(entry / split / "valid.npy", allow_pickle=False)
+
+
+class BoundedMemo:
+    """In-process least-recently-used memo for fits keyed by content (probes, heads): the jobs of one
+    sweep share a process, and e.g. the all-neuron probe of a cell is the same for every method."""
+
+    def __init__(self, limit: int):
+        self.limit, self.items = limit, OrderedDict()
+
+    def get(self, key, compute):
+        if key in self.items:
+            self.items.move_to_end(key)
+        else:
+            self.items[key] = compute()
+            if len(self.items) > self.limit:
+                self.items.popitem(last=False)
+        return self.items[key]

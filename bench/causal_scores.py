@@ -14,8 +14,8 @@ Shared conventions:
   never more than D. A forward per (sentence, edit) is the cost; this bounds the edits per cell at
   about a dozen per curve whatever D is (reference.md: the causal cost is O(|K|·(1+R)·N_test·F_l)).
 - **Train statistics at the site**: the raw train activations of the cell (means, class means,
-  class medians). They come from `data.raw_train` if the runner sets it (the cell's raw X["train"],
-  rows in the context's train order), else from one clean pass over the train words, memoized per cell.
+  class medians). They come from `data.raw_train` (the cell's raw X["train"], rows in the
+  context's train order), so no extra pass over the train words is needed.
 - **Batching**: `model_inputs` once per scorer call with one sentence per forward; every edit of the
   call (all k, the random sets, the clean pass) is a replicate of that sentence made *inside* the site
   hook (`bench.intervene._forward_replicated`), so the layers below the site run once per sentence.
@@ -51,14 +51,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from bench.errors import NeuronbenchError
-from bench.intervene import (ModelContext, ModelInputs, _forward_replicated, final_head, site_states)
+from bench.intervene import (ModelContext, ModelInputs, _forward_replicated, final_head)
 from bench.scorers import Score, log_area
 from methods.causal import sample_rows
 
@@ -111,31 +110,14 @@ def _cell(data, ranking, scorer: str) -> tuple[ModelContext, str, int, int, np.n
     return ctx, site, layer, n_neurons, ranking
 
 
-_TRAIN_STATES: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_TRAIN_STATES_MAX = 2
-
-
 def train_states(data, ctx: ModelContext) -> np.ndarray:
-    """(N_train, D) raw train activations of the cell: `data.raw_train` if set, else one clean pass."""
-    site, layer = ctx.cell()
-    raw = getattr(data, "raw_train", None)
-    if raw is not None:
-        raw = np.asarray(raw, dtype=np.float32)
-        if raw.shape != (len(ctx.words["train"]), ctx.loaded.width(site)):
-            raise NeuronbenchError(f"data.raw_train has shape {raw.shape}; expected "
-                                   f"({len(ctx.words['train'])}, {ctx.loaded.width(site)})")
-        return raw
-    key = (ctx.key, site, layer)
-    if key in _TRAIN_STATES:
-        _TRAIN_STATES.move_to_end(key)
-        return _TRAIN_STATES[key]
-    started = time.perf_counter()
-    states = site_states(ctx.loaded, ctx.inputs("train"), site, layer)
-    log.info("train states %s L%d: %d words in %.1fs", site, layer, len(states), time.perf_counter() - started)
-    _TRAIN_STATES[key] = states
-    while len(_TRAIN_STATES) > _TRAIN_STATES_MAX:
-        _TRAIN_STATES.popitem(last=False)
-    return states
+    """(N_train, D) raw train activations of the cell (LayerData.raw_train), checked against the context."""
+    site, _ = ctx.cell()
+    raw = np.asarray(data.raw_train, dtype=np.float32)
+    if raw.shape != (len(ctx.words["train"]), ctx.loaded.width(site)):
+        raise NeuronbenchError(f"data.raw_train has shape {raw.shape}; expected "
+                               f"({len(ctx.words['train'])}, {ctx.loaded.width(site)})")
+    return raw
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,13 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from bench.cache import BoundedMemo
 from bench.errors import NeuronbenchError
 from bench.extract import POOLINGS, tokenize_words
 from bench.models import LoadedModel
@@ -506,8 +506,7 @@ def model_context(task, examples, loaded: LoadedModel, *, pooling: str, site: st
     return ctx.at(site, layer) if site is not None else ctx
 
 
-_HEADS: OrderedDict[str, FinalHead] = OrderedDict()
-_HEADS_MAX = 16
+_HEADS = BoundedMemo(16)
 
 
 def clean_final(ctx: ModelContext, split: str) -> np.ndarray:
@@ -525,17 +524,15 @@ def final_head(ctx: ModelContext) -> FinalHead:
     """The frozen head of the context's (task form, model, pooling), fitted once per process."""
     if ctx.head is not None:
         return ctx.head
-    if ctx.key in _HEADS:
-        _HEADS.move_to_end(ctx.key)
-        return _HEADS[ctx.key]
-    started = time.perf_counter()
-    head = fit_head(clean_final(ctx, "train"), ctx.y["train"], clean_final(ctx, "dev"), ctx.y["dev"],
-                    ctx.n_classes)
-    log.info("final-layer head for %s fitted in %.1fs", ctx.loaded.name, time.perf_counter() - started)
-    _HEADS[ctx.key] = head
-    while len(_HEADS) > _HEADS_MAX:
-        _HEADS.popitem(last=False)
-    return head
+
+    def fit() -> FinalHead:
+        started = time.perf_counter()
+        head = fit_head(clean_final(ctx, "train"), ctx.y["train"], clean_final(ctx, "dev"), ctx.y["dev"],
+                        ctx.n_classes)
+        log.info("final-layer head for %s fitted in %.1fs", ctx.loaded.name, time.perf_counter() - started)
+        return head
+
+    return _HEADS.get(ctx.key, fit)
 
 
 # --- batched sweeps ------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ a probe fitted for one scorer (the top-k probe of `probe_acc`, say) serves the o
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 
 import numpy as np
 
+from bench.cache import BoundedMemo
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.probe import LogisticProbe, accuracy, fit_select
@@ -19,25 +19,8 @@ from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 
 
-class _Memo:
-    """A bounded least-recently-used memo keyed by content (data fingerprint, target, columns): the jobs
-    of one sweep share a process, and e.g. the all-neuron probe of a cell is the same for every method."""
-
-    def __init__(self, limit: int):
-        self.limit, self.items = limit, OrderedDict()
-
-    def get(self, key, compute):
-        if key in self.items:
-            self.items.move_to_end(key)
-        else:
-            self.items[key] = compute()
-            if len(self.items) > self.limit:
-                self.items.popitem(last=False)
-        return self.items[key]
-
-
-_PROBES = _Memo(512)  # linear probe fits: (probe, live columns)
-_GAUSSIAN = _Memo(4096)  # Gaussian-family test accuracies; cheap, but the scorers ask for each twice
+_PROBES = BoundedMemo(512)  # linear probe fits: (probe, live columns)
+_GAUSSIAN = BoundedMemo(4096)  # Gaussian-family test accuracies; cheap, but the scorers ask for each twice
 
 
 class LayerData:
