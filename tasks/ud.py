@@ -63,26 +63,41 @@ def ewt_files(data_dir: str | None = None) -> dict[str, Path]:
 
 
 def ud_task(column: str, name: str, version: str, data_dir: str | None = None,
-            files: dict[str, str | Path] | None = None) -> Task:
+            files: dict[str, str | Path | None] | None = None) -> Task:
     """A word-labelling task from one CoNLL-U column: the FORMs as words, the column as labels.
 
-    `files` (a CoNLL-U path per split, any treebank) replaces EWT entirely. A word without a value
-    (`_`, or a feature it does not carry) gets the label None.
+    `files` (a CoNLL-U path per split, any treebank) replaces EWT. A word without a value (`_`, or
+    a feature it does not carry) gets the label None, so it is context, never an example: a
+    feature task's examples are exactly the words that carry the feature.
     """
     label_of = _label_getter(column)
-    if files is None:
-        paths = ewt_files(data_dir)
-        source = EWT_SOURCE
+    treebank, meta = read_treebank(data_dir, files)
+    labels = {split: [[label_of(token) for token in sent] for sent in sents]
+              for split, sents in treebank.items()}
+    return Task(name=name, version=version, sentences=forms(treebank), labels=labels,
+                meta={**meta, "column": column})
+
+
+def read_treebank(data_dir: str | None = None, files: dict[str, str | Path | None] | None = None
+                  ) -> tuple[dict[str, list[list[Token]]], dict]:
+    """The parsed splits of EWT, or of the treebank in `files`, and where they came from.
+
+    `files` with no path set (None, or every split None, as the task configs default to) means
+    EWT, so every EWT-based config takes a user's treebank through `task.files.<split>=PATH`.
+    """
+    given = {split: path for split, path in (files or {}).items() if path is not None}
+    if given:
+        paths, source = _split_paths(given), "conllu files"
     else:
-        paths = _split_paths(files)
-        source = "conllu files"
-    sentences, labels = {}, {}
-    for split, path in paths.items():
-        treebank = _read_cached(path)
-        sentences[split] = [[token.form for token in sent] for sent in treebank]
-        labels[split] = [[label_of(token) for token in sent] for sent in treebank]
-    meta = {"source": source, "column": column, "files": {s: str(p) for s, p in paths.items()}}
-    return Task(name=name, version=version, sentences=sentences, labels=labels, meta=meta)
+        paths, source = ewt_files(data_dir), EWT_SOURCE
+    treebank = {split: _read_cached(path) for split, path in paths.items()}
+    return treebank, {"source": source, "files": {s: str(p) for s, p in paths.items()}}
+
+
+def forms(treebank: dict[str, list[list[Token]]]) -> dict[str, list[list[str]]]:
+    """The words of every sentence per split: what the model reads, and what a Task calls sentences."""
+    return {split: [[token.form for token in sent] for sent in sents]
+            for split, sents in treebank.items()}
 
 
 def _label_getter(column: str) -> Callable[[Token], str | None]:
@@ -100,7 +115,8 @@ def _label_getter(column: str) -> Callable[[Token], str | None]:
 
 def _split_paths(files: dict[str, str | Path]) -> dict[str, Path]:
     if set(files) != set(SPLITS):
-        raise NeuronbenchError(f"files= needs exactly one CoNLL-U path per split {list(SPLITS)}, "
+        raise NeuronbenchError(f"task files need one CoNLL-U path per split {list(SPLITS)} "
+                               f"(task.files.train=... task.files.dev=... task.files.test=...), "
                                f"got {sorted(files)}")
     return {split: Path(files[split]).expanduser().resolve() for split in SPLITS}
 
