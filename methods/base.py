@@ -55,7 +55,10 @@ class Method:
     Subclasses implement `scores(Z, y, rng)` (higher = more important) or, for methods with a
     native ordering, `order(Z, y, rng)`; both see only live neurons, standardized if
     `normalize == "zscore"`. `needs` names extra inputs the runner must pass to `rank` (e.g.
-    "model"); activation-only methods never see the model.
+    "model"); activation-only methods never see the model. A `dev` input, (X_dev, y_dev) for choosing
+    hyperparameters (reference.md#data-splits), reaches `order` prepared like Z. After `rank`, `scores_` holds the
+    per-neuron scores of the last call (NaN for dead neurons) when the method ranks by `scores`, else
+    None: stored for diagnostics (reference.md#ranking-contract, item 5), never read by a scorer.
     """
 
     needs: ClassVar[frozenset[str]] = frozenset()
@@ -78,17 +81,33 @@ class Method:
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         mean, std = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
         live = np.flatnonzero(live_neurons(std))
-        Z = X[:, live]  # a copy: methods may work in place
-        if self.normalize == "zscore":
-            Z = ((Z - mean[live]) / std[live]).astype(np.float32)
+
+        def prepare(A: np.ndarray) -> np.ndarray:
+            """Live neurons, standardized by the train statistics: a copy, methods may work in place."""
+            A = A[:, live]
+            return ((A - mean[live]) / std[live]).astype(np.float32) if self.normalize == "zscore" else A
+
+        Z = prepare(X)
+        if "dev" in inputs:  # (X_dev, y_dev) for choosing hyperparameters: prepared as Z is
+            X_dev, y_dev = inputs["dev"]
+            X_dev = check_activations(X_dev, "dev activations")
+            if X_dev.shape[1] != X.shape[1]:
+                raise NeuronbenchError(f"dev activations have {X_dev.shape[1]} neurons, train {X.shape[1]}")
+            inputs = {**inputs, "dev": (prepare(X_dev), check_labels(y_dev, len(X_dev), "dev labels"))}
+        self.scores_ = None
         sub = np.asarray(self.order(Z, y, rng, **inputs), dtype=np.int64)
         if not np.array_equal(np.sort(sub), np.arange(len(live))):
             raise RuntimeError(f"{type(self).__name__} returned an ordering that is not a permutation")
+        if self.scores_ is not None:  # order() by scores() left the live neurons' scores
+            full = np.full(X.shape[1], np.nan)
+            full[live] = self.scores_
+            self.scores_ = full
         dead = np.setdiff1d(np.arange(X.shape[1]), live)
         return np.concatenate([live[sub], dead])
 
     def order(self, Z: np.ndarray, y: np.ndarray | None, rng: np.random.Generator, **inputs) -> np.ndarray:
-        return order_by_scores(np.asarray(self.scores(Z, y, rng, **inputs), dtype=np.float64))
+        self.scores_ = np.asarray(self.scores(Z, y, rng, **inputs), dtype=np.float64)
+        return order_by_scores(self.scores_)
 
     def scores(self, Z: np.ndarray, y: np.ndarray | None, rng: np.random.Generator, **inputs) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement scores() or order()")

@@ -1,7 +1,8 @@
 """Cross-model correlation rankings: neurons that recur in independently trained models (Bau et al. 2019).
 
-reference.md#method-crossmodel. Label-free, so a model gets the same ranking for every concept; the runner
-passes the other models' activations on the same words as `rank(X, other_models=[X_2, X_3, ...])`.
+reference.md#method-crossmodel. Label-free, so a model gets the same ranking for every concept. The config
+names the models to compare with (`other_models`) and which of their layers (`other_layers`); the runner
+extracts them on the same train words and calls `rank(X, other_activations=[X_2, X_3, ...])`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,25 @@ from bench.errors import NeuronbenchError
 from methods.base import Method, check_activations, live_neurons
 
 RIDGE = 1e-6  # times the Gram matrix's mean diagonal: keeps collinear or constant neurons solvable
+# Which layers of another model a ranked layer is compared with: the one at the same relative depth
+# (the reference's one N x D matrix per model), or all of them side by side.
+OTHER_LAYERS = ("relative", "all")
+
+
+def matched_layers(layer: int, n_layers: int, other_layers: list[int], n_other_layers: int,
+                   mode: str = "relative") -> list[int]:
+    """The layers of another model (`other_layers`, its layer ids at the site) that ranked `layer` meets.
+
+    `relative` maps layer l of an n_layers-deep model to round(l * n_other / n_layers) (halves up),
+    clipped to the site's layers, so equal depths pair layer with layer and the embeddings (layer 0
+    of the hidden site) with the embeddings.
+    """
+    if mode not in OTHER_LAYERS:
+        raise NeuronbenchError(f"method.other_layers must be one of {OTHER_LAYERS}, got {mode!r}")
+    if mode == "all":
+        return list(other_layers)
+    matched = int(np.floor(layer * n_other_layers / n_layers + 0.5))
+    return [min(max(matched, min(other_layers)), max(other_layers))]
 
 
 def standardized(X) -> np.ndarray:
@@ -33,16 +53,16 @@ def standardized(X) -> np.ndarray:
     return S
 
 
-def standardized_other_models(other_models, n_words: int) -> Iterator[np.ndarray]:
+def standardized_other_models(other_activations, n_words: int) -> Iterator[np.ndarray]:
     """Each other model's activations, standardized, or raise on a missing, misshapen or constant one.
 
     A generator, so that only one other model's float64 copy is held at a time.
     """
-    models = list(other_models)
+    models = list(other_activations)
     if not models:
-        raise NeuronbenchError("other_models: expected at least one other model's (N, D_m) activations")
+        raise NeuronbenchError("other_activations: expected at least one other model's (N, D_m) activations")
     for index, X in enumerate(models):
-        where = f"other_models[{index}]"
+        where = f"other_activations[{index}]"
         X = check_activations(X, where)
         if len(X) != n_words:
             raise NeuronbenchError(f"{where}: expected activations on the same {n_words} words "
@@ -76,16 +96,23 @@ class CrossModelRanker(Method):
     """Scores each neuron against each other model, then combines the per-model scores.
 
     Standardizes internally, so the ranking is the same whatever `normalize` gave (all three
-    statistics are invariant to per-neuron affine maps, reference.md#data-znorm).
+    statistics are invariant to per-neuron affine maps, reference.md#data-znorm). `other_models` (config
+    names) and `other_layers` (see `matched_layers`) tell the runner what to extract; `rank` itself
+    reads only the activations it is given.
     """
 
-    needs = frozenset({"other_models"})
+    needs = frozenset({"other_activations"})
     uses_labels = False
     across_models: ClassVar  # np.max or np.min over the other models
 
-    def scores(self, Z, y, rng, *, other_models, **inputs) -> np.ndarray:
+    def __init__(self, other_models=(), other_layers: str = "relative", normalize: str = "zscore"):
+        self.other_models = other_models
+        self.other_layers = other_layers
+        self.normalize = normalize
+
+    def scores(self, Z, y, rng, *, other_activations, **inputs) -> np.ndarray:
         S = standardized(Z)
-        others = standardized_other_models(other_models, len(Z))
+        others = standardized_other_models(other_activations, len(Z))
         return self.across_models(np.stack([self.score_against(S, other) for other in others]), axis=0)
 
     def score_against(self, S: np.ndarray, other: np.ndarray) -> np.ndarray:

@@ -7,11 +7,16 @@ import hashlib
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from bench.errors import NeuronbenchError
-from bench.probe import fit_logistic
-from methods.linear import (LinearProbeRanker, elastic_net_penalty, fit_elastic_net, prox_elastic_net,
-                            weight_mass_order)
+from bench.run import diagnostics_file, ranking_file, run_job
+from conftest import CONF
+from bench.probe import LogisticProbe, accuracy, fit_logistic
+from methods.linear import (PENALTY_GRID, LinearProbeRanker, elastic_net_penalty, fit_elastic_net, fit_smooth_probe,
+                            prox_elastic_net, weight_mass_cutoffs, weight_mass_order)
 
 
 def sparse_gaussian_classes(n_classes: int, n: int = 600, d: int = 30, informative: int = 6, seed: int = 0):
@@ -79,6 +84,44 @@ def test_default_stopping_rule_is_close_to_the_optimum(n_classes, l1, l2):
     assert values[1] <= values[0] <= values[1] * (1 + 1e-5)
 
 
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("l2", [1e-2, 1e-3, 0.0])
+def test_smooth_solver_agrees_with_fista(n_classes, l2):
+    # l1 = 0 goes to L-BFGS on the same objective; 1,500 words in 12 dimensions are not separable, so
+    # even noreg has a minimizer. FISTA run far past its default tolerance is the reference point.
+    Z, y = sparse_gaussian_classes(n_classes, n=1500, d=12)
+    W_fista, b_fista, _ = fit_elastic_net(Z, y, n_classes, 0.0, l2, solver="fista", tol=1e-12)
+    W, b, n_iter = fit_elastic_net(Z, y, n_classes, 0.0, l2)
+    assert n_iter < 100
+    scale = np.abs(W_fista).max()
+    assert np.abs(W - W_fista).max() < 1e-4 * scale
+    assert np.abs(b - b_fista).max() < 1e-4 * scale
+    np.testing.assert_array_equal(weight_mass_order(W), weight_mass_order(W_fista))
+
+
+def test_smooth_solver_returns_zero_weights_when_the_penalty_dominates():
+    # W = 0 is optimal iff the CE gradient there, with the bias fitted, has Frobenius norm <= l2.
+    Z, y = sparse_gaussian_classes(3)
+    onehot = np.eye(3)[y]
+    gradient_at_zero = (onehot.mean(axis=0)[:, None] * Z.mean(axis=0) - onehot.T @ Z / len(y))
+    threshold = np.linalg.norm(gradient_at_zero)
+    W, b, n_iter = fit_smooth_probe(Z, y, 3, 1.01 * threshold)
+    assert n_iter == 0 and not W.any()
+    np.testing.assert_allclose(np.exp(b) / np.exp(b).sum(), np.bincount(y) / len(y))
+    W_fista, _, _ = fit_elastic_net(Z, y, 3, 0.0, 1.01 * threshold, solver="fista")
+    assert not W_fista.any()
+    W, _, n_iter = fit_smooth_probe(Z, y, 3, 0.9 * threshold)
+    assert n_iter > 0 and W.any()
+
+
+def test_solver_choice_is_checked():
+    Z, y = sparse_gaussian_classes(2)
+    with pytest.raises(NeuronbenchError, match="solver must be one of"):
+        fit_elastic_net(Z, y, 2, 0.0, 1e-3, solver="adam")
+    with pytest.raises(NeuronbenchError, match="needs l1 = 0"):
+        fit_elastic_net(Z, y, 2, 1e-3, 1e-3, solver="lbfgs")
+
+
 def test_elastic_net_improves_on_its_ridge_warm_start():
     l1 = l2 = 1e-3
     Z, y = sparse_gaussian_classes(4)
@@ -134,17 +177,18 @@ def test_weight_mass_order_of_one_logit_is_abs_weight_order():
     np.testing.assert_array_equal(weight_mass_order(w[None, :]), np.argsort(-np.abs(w), kind="stable"))
 
 
-def neurox_chunks(W: np.ndarray, search_stride: int) -> list[set[int]]:
-    """A small reference of NeuroX's `get_neuron_ordering` (linear_probe.py), as chunks of neurons.
+def neurox_ordering(W: np.ndarray, search_stride: int) -> tuple[list[set[int]], list[int]]:
+    """A small reference of NeuroX's `get_neuron_ordering` (linear_probe.py): (chunks of neurons, cutoffs).
 
     For p = 0, 1/S, ..., 1 each class keeps the shortest prefix of its neurons sorted by |w| that
-    reaches p * M_c (at least its top neuron); newly admitted neurons form a chunk. Two deviations,
-    both normative in reference.md#method-lca: classes with M_c = 0 are skipped (NeuroX would admit an
-    arbitrary neuron for them), and neurons never admitted form a final chunk.
+    reaches p * M_c (at least its top neuron); newly admitted neurons form a chunk, and the cutoff of
+    the step is the number admitted so far. Two deviations, both normative in reference.md#method-lca:
+    classes with M_c = 0 are skipped (NeuroX would admit an arbitrary neuron for them), and neurons
+    never admitted form a final chunk.
     """
     magnitude = np.abs(W)
     admitted: set[int] = set()
-    chunks = []
+    chunks, cutoffs = [], []
     for step in range(search_stride + 1):
         selected = set()
         for row in magnitude:
@@ -157,8 +201,9 @@ def neurox_chunks(W: np.ndarray, search_stride: int) -> list[set[int]]:
             selected |= set(by_weight[:length].tolist())
         chunks.append(selected - admitted)
         admitted |= selected
+        cutoffs.append(len(admitted))
     chunks.append(set(range(W.shape[1])) - admitted)
-    return [chunk for chunk in chunks if chunk]
+    return [chunk for chunk in chunks if chunk], cutoffs
 
 
 def lasso_probe_weights():
@@ -180,11 +225,64 @@ def test_weight_mass_order_refines_neurox_chunks(make_weights, search_stride):
     W = make_weights()
     order = weight_mass_order(W)
     np.testing.assert_array_equal(np.sort(order), np.arange(W.shape[1]))
+    chunks, cutoffs = neurox_ordering(W, search_stride)
     start = 0
-    for chunk in neurox_chunks(W, search_stride):
+    for chunk in chunks:
         assert set(order[start:start + len(chunk)].tolist()) == chunk
         start += len(chunk)
     assert start == W.shape[1]
+    ours = weight_mass_cutoffs(W, search_stride)
+    np.testing.assert_array_equal(ours[:-1], cutoffs[:-1])
+    # p = 1: NeuroX admits zero-weight neurons whenever a float cumsum falls short of the row's sum
+    # (reference.md#method-lca, "Defects"); the exact rule admits the neurons with some weight
+    assert ours[-1] == (np.abs(W).sum(axis=0) > 0).sum() <= cutoffs[-1]
+
+
+def test_ranker_leaves_the_cutoffs_of_its_probe():
+    X, y, _ = planted_data()
+    ranker = LinearProbeRanker()
+    ranking = ranker.rank(X, y)
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    W, _, _ = fit_elastic_net(Z, y, 5, 1e-3, 1e-3)
+    np.testing.assert_array_equal(ranker.cutoffs_, weight_mass_cutoffs(W))
+    assert ranker.cutoffs_[0] >= 5 and ranker.cutoffs_[-1] <= len(ranking)  # every class's top neuron first
+    mean_abs = LinearProbeRanker(ordering="mean_abs")
+    mean_abs.rank(X, y)
+    assert mean_abs.cutoffs_ is None
+    assert np.array_equal(weight_mass_cutoffs(np.zeros((2, 4)), 3), [0, 0, 0, 0])
+
+
+def dev_split(seed=0):
+    """Train and dev words of one planted task, the dev words on another scale (raw activations)."""
+    X, y, planted = planted_data(n=1500, d=40, seed=seed)
+    return X[:1000] * 3 + 1, y[:1000], X[1000:] * 3 + 1, y[1000:]
+
+
+@pytest.mark.parametrize("l1, l2", [(1e-3, 0.0), (1e-3, 1e-3)])
+def test_select_on_dev_takes_the_grid_fit_with_the_best_dev_accuracy(l1, l2):
+    X, y, X_dev, y_dev = dev_split()
+    ranker = LinearProbeRanker(l1=l1, l2=l2, select_on_dev=True)
+    assert ranker.needs == {"dev"} and not LinearProbeRanker().needs
+    ranking = ranker.rank(X, y, dev=(X_dev, y_dev))
+    mean, std = X.mean(axis=0), X.std(axis=0)  # dev is standardized by the train statistics
+    Z, Z_dev = (X - mean) / std, (X_dev - mean) / std
+    fits = {}
+    for a in (PENALTY_GRID if l1 else (0.0,)):
+        for b in (PENALTY_GRID if l2 else (0.0,)):
+            W, bias, _ = fit_elastic_net(Z, y, 5, a, b)
+            fits[a, b] = (accuracy(LogisticProbe(W.astype(np.float32), bias.astype(np.float32), 5), Z_dev, y_dev), W)
+    best = max(fits.values(), key=lambda fit: fit[0])[0]
+    chosen = max(pair for pair, fit in fits.items() if fit[0] == best)  # ties: the larger l1, then l2
+    np.testing.assert_array_equal(ranking, weight_mass_order(fits[chosen][1]))
+    assert len({fit[0] for fit in fits.values()}) > 1  # the grid matters on this data
+
+
+def test_select_on_dev_needs_dev_data():
+    X, y, X_dev, y_dev = dev_split()
+    with pytest.raises(NeuronbenchError, match="needs \\['dev'\\] passed to rank"):
+        LinearProbeRanker(select_on_dev=True).rank(X, y)
+    with pytest.raises(NeuronbenchError, match="dev activations have 39 neurons, train 40"):
+        LinearProbeRanker(select_on_dev=True).rank(X, y, dev=(X_dev[:, 1:], y_dev))
 
 
 def planted_data(n_classes=5, n=2000, d=100, seed=0):
@@ -244,3 +342,18 @@ def test_single_class_labels_raise():
     X, _, _ = planted_data()
     with pytest.raises(NeuronbenchError, match="two classes"):
         LinearProbeRanker().rank(X, np.zeros(len(X), dtype=np.int64))
+
+
+def test_runner_hands_dev_data_and_keeps_the_cutoffs(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["suite=planted", "task=planted_single", "method=lasso",
+                                           "method.select_on_dev=true", "task.loader.n_neurons=64",
+                                           "scorers=[planted]", f"results_dir={tmp_path}"])
+    out = run_job(cfg, "lasso")
+    planted = instantiate(OmegaConf.to_container(cfg.task.loader, resolve=True), name=cfg.task.name,
+                          version=str(cfg.task.version))
+    ranker = LinearProbeRanker(l1=1e-3, l2=0.0, select_on_dev=True)
+    expected = ranker.rank(planted.X["train"], planted.y["train"], dev=(planted.X["dev"], planted.y["dev"]))
+    np.testing.assert_array_equal(np.load(ranking_file(out, "hidden", 0)), expected)
+    np.testing.assert_array_equal(np.load(diagnostics_file(out, "cutoffs", "hidden", 0)), ranker.cutoffs_)
+    assert not diagnostics_file(out, "scores", "hidden", 0).exists()  # weight mass has no per-neuron score

@@ -1,4 +1,8 @@
-"""The Method contract, checked for every file in conf/method/ (a new method is tested on arrival)."""
+"""The Method contract, checked for every file in conf/method/ (a new method is tested on arrival).
+
+Methods that need other models' activations (reference.md#method-crossmodel) get synthetic ones; methods
+that need the model itself are tested with a model in test_intervene.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from bench.errors import NeuronbenchError
+from methods.base import order_by_scores
 from conftest import CONF
 
 METHOD_FILES = sorted((CONF / "method").glob("*.yaml"))
@@ -31,6 +36,18 @@ def planted(n=600, n_classes=3, seed=0, dtype=np.float32):
     return X.astype(dtype), y
 
 
+def other_models(X):
+    """Two other models' activations on the same words: noisy mixes of X's neurons, 20 and 40 wide."""
+    rng = np.random.default_rng(1)
+    X = np.asarray(X, dtype=np.float32)
+    return [X @ rng.normal(size=(D, width)) + rng.normal(size=(len(X), width)) for width in (20, 40)]
+
+
+def inputs_for(method, X) -> dict:
+    """What `rank` needs besides X and y, made up for a test."""
+    return {"other_activations": other_models(X)} if "other_activations" in method.needs else {}
+
+
 def checksum(*arrays):
     return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
 
@@ -38,7 +55,7 @@ def checksum(*arrays):
 @pytest.fixture(params=METHOD_FILES, ids=[p.stem for p in METHOD_FILES])
 def method(request):
     method = make_method(request.param)
-    if method.needs:
+    if method.needs - {"other_activations"}:
         pytest.skip(f"needs {sorted(method.needs)}: its contract is tested with a model in test_intervene.py")
     return method
 
@@ -60,33 +77,46 @@ def test_params_stored_unchanged(path):
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_permutation_dead_last_deterministic_no_mutation(method, n_classes):
     X, y = planted(n_classes=n_classes)
-    before = checksum(X, y)
-    first = method.rank(X, y, rng=np.random.default_rng(7))
-    assert checksum(X, y) == before
+    inputs = inputs_for(method, X)
+    before = checksum(X, y, *inputs.get("other_activations", []))
+    first = method.rank(X, y, rng=np.random.default_rng(7), **inputs)
+    assert checksum(X, y, *inputs.get("other_activations", [])) == before
     assert first.dtype == np.int64 and np.array_equal(np.sort(first), np.arange(D))
     assert first[-2:].tolist() == [0, D - 1]  # dead neurons last, in index order
-    again = method.rank(X, y, rng=np.random.default_rng(7))
+    again = method.rank(X, y, rng=np.random.default_rng(7), **inputs)
     assert np.array_equal(first, again)
+
+
+def test_scores_are_kept_in_ranking_order(method):
+    """reference.md#ranking-contract item 5: a method that ranks by scores leaves them in scores_ (NaN for the
+    dead neurons), and the ranking is their stable descending order."""
+    X, y = planted()
+    ranking = method.rank(X, y, rng=np.random.default_rng(0), **inputs_for(method, X))
+    if method.scores_ is None:
+        pytest.skip("ranks by its own order(), with no per-neuron score")
+    assert method.scores_.shape == (D,) and np.isnan(method.scores_[[0, D - 1]]).all()
+    np.testing.assert_array_equal(order_by_scores(method.scores_), ranking)
 
 
 def test_float16_and_tiny_classes(method):
     X, y = planted(dtype=np.float16)
     y = y.copy()
     y[:3] = 3  # a class with three examples
-    ranking = method.rank(X, y, rng=np.random.default_rng(0))
+    ranking = method.rank(X, y, rng=np.random.default_rng(0), **inputs_for(method, X))
     assert np.array_equal(np.sort(ranking), np.arange(D))
 
 
 def test_nan_and_bad_shapes_rejected(method):
     X, y = planted()
+    inputs = inputs_for(method, X)
     X[5, 4] = np.nan
     with pytest.raises(NeuronbenchError, match="NaN/inf values \\(first at word 5, neuron 4\\)"):
-        method.rank(X, y)
+        method.rank(X, y, **inputs)
     with pytest.raises(NeuronbenchError, match="2-D"):
-        method.rank(X[0], y)
+        method.rank(X[0], y, **inputs)
     if method.uses_labels:
         with pytest.raises(NeuronbenchError, match="labels"):
-            method.rank(planted()[0], y[:-1])
+            method.rank(planted()[0], y[:-1], **inputs)
 
 
 def test_labelled_methods_recover_planted_neurons(method):

@@ -18,7 +18,7 @@ from bench.errors import NeuronbenchError
 from bench.probe import fit_logistic
 from methods.attribution import IGProbe, integrated_gradients, path_points
 from methods.cluster import ClusterRep, correlation_clusters
-from methods.cross_model import LinReg, MaxCorr, MinCorr, regression_errors, standardized
+from methods.cross_model import LinReg, MaxCorr, MinCorr, matched_layers, regression_errors, standardized
 from methods.probeless import Probeless
 from methods.sparse import SparseL1, fit_l1_logistic_ovr
 
@@ -211,9 +211,9 @@ def copied_neuron(n=1500, d=40, seed=0):
 @pytest.mark.parametrize("method", CROSS_MODEL, ids=CROSS_IDS)
 def test_copied_neuron_ranks_first(method):
     X, other = copied_neuron()
-    assert method.rank(X, other_models=[other])[0] == 5
+    assert method.rank(X, other_activations=[other])[0] == 5
     # duplicated columns make the Gram matrix singular: the ridged Cholesky solve must still work
-    assert method.rank(X, other_models=[np.hstack([other, other])])[0] == 5
+    assert method.rank(X, other_activations=[np.hstack([other, other])])[0] == 5
 
 
 def test_regression_errors_match_lstsq():
@@ -235,9 +235,9 @@ def test_neuron_in_one_other_model_only():
     second = np.hstack([X + 1.3 * rng.normal(size=(n, d)), rng.normal(size=(n, 5))])
     second[:, 3] = rng.normal(size=n)
     others = [first, second]
-    assert MaxCorr().rank(X, other_models=others)[0] == 3
-    assert MinCorr().rank(X, other_models=others)[-1] == 3
-    assert LinReg().rank(X, other_models=others)[-1] == 3
+    assert MaxCorr().rank(X, other_activations=others)[0] == 3
+    assert MinCorr().rank(X, other_activations=others)[-1] == 3
+    assert LinReg().rank(X, other_activations=others)[-1] == 3
 
 
 @pytest.mark.parametrize("method", CROSS_MODEL, ids=CROSS_IDS)
@@ -247,13 +247,13 @@ def test_cross_model_contract(method):
     other[:, 3] = 0.0  # a dead neuron in the other model only drops out (ρ = 0)
     second = np.random.default_rng(1).normal(size=(len(X), 25)).astype(np.float32)
     before = checksum(X, other, second)
-    ranking = method.rank(X, other_models=[other, second])
+    ranking = method.rank(X, other_activations=[other, second])
     assert checksum(X, other, second) == before
     assert ranking.dtype == np.int64 and np.array_equal(np.sort(ranking), np.arange(X.shape[1]))
     assert ranking[-1] == 0
-    assert np.array_equal(ranking, method.rank(X, other_models=[other, second]))
+    assert np.array_equal(ranking, method.rank(X, other_activations=[other, second]))
     # correlations and standardized regressions ignore per-neuron affine maps
-    assert np.array_equal(ranking, method.rank(3.0 * X + 1.0, other_models=[0.5 * other - 2.0, second]))
+    assert np.array_equal(ranking, method.rank(3.0 * X + 1.0, other_activations=[0.5 * other - 2.0, second]))
 
 
 @pytest.mark.parametrize("method", CROSS_MODEL, ids=CROSS_IDS)
@@ -261,15 +261,33 @@ def test_cross_model_bad_inputs_rejected(method):
     X, other = copied_neuron()
     bad = other.copy()
     bad[7, 2] = np.nan
-    cases = {"other_models\\[1\\]: 1 NaN/inf": [other, bad],
-             "other_models\\[0\\]: expected activations on the same": [other[:-1]],
-             "other_models\\[0\\]: no neuron varies": [np.ones_like(other)],
+    cases = {"other_activations\\[1\\]: 1 NaN/inf": [other, bad],
+             "other_activations\\[0\\]: expected activations on the same": [other[:-1]],
+             "other_activations\\[0\\]: no neuron varies": [np.ones_like(other)],
              "at least one other model": [],
-             "needs \\['other_models'\\]": None}
+             "needs \\['other_activations'\\]": None}
     for message, others in cases.items():
-        inputs = {} if others is None else {"other_models": others}
+        inputs = {} if others is None else {"other_activations": others}
         with pytest.raises(NeuronbenchError, match=message):
             method.rank(X, **inputs)
     X[4, 4] = np.inf
     with pytest.raises(NeuronbenchError, match="first at word 4, neuron 4"):
-        method.rank(X, other_models=[other])
+        method.rank(X, other_activations=[other])
+
+
+@pytest.mark.parametrize("layer, n_layers, other, n_other, mode, expected", [
+    (3, 6, list(range(4)), 3, "relative", [2]),    # 1.5 rounds half up
+    (1, 6, list(range(4)), 3, "relative", [1]),    # 0.5 rounds half up
+    (0, 6, list(range(4)), 3, "relative", [0]),    # embeddings meet embeddings
+    (6, 6, list(range(4)), 3, "relative", [3]),    # top meets top
+    (2, 2, list(range(3)), 2, "relative", [2]),    # equal depths: layer with layer
+    (1, 12, list(range(1, 4)), 3, "relative", [1]),  # mlp has no layer 0: clipped to layer 1
+    (5, 6, list(range(1, 4)), 3, "all", [1, 2, 3]),
+])
+def test_matched_layers(layer, n_layers, other, n_other, mode, expected):
+    assert matched_layers(layer, n_layers, other, n_other, mode) == expected
+
+
+def test_matched_layers_rejects_unknown_mode():
+    with pytest.raises(NeuronbenchError, match="method.other_layers must be one of"):
+        matched_layers(1, 2, [0, 1, 2], 2, "same")

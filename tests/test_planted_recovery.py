@@ -162,6 +162,9 @@ EXPECTED: dict[str, dict[str, Bound | tuple[Bound, ...]] | NotApplicable] = {
     },
     "ablate_single": NotApplicable(MODEL_ONLY),
     "ig_head": NotApplicable(MODEL_ONLY),
+    **dict.fromkeys(("maxcorr", "mincorr", "linreg"), NotApplicable(
+        "compares with other models' activations on the same words (needs other_activations), which a planted "
+        "layer does not have; tested in tests/test_methods_misc.py and tests/test_cross_model_runner.py")),
     "ig_probe": standard(distributed=0.99),
     "iou": standard(distributed=0.75, poly=0.83) | {
         "distributed": at_least(0.6, "the top-0.5% mask (10 of 2,000 words) is a noisy detector of a 0.75-sigma "

@@ -1,8 +1,8 @@
 """Speed of `rank()` for every activation-only method config in conf/method at the issue's scale.
 
 N = 20,000 words, D = 768 neurons, C = 17 classes (seeded, generated once per session); one round each.
-Methods whose class `needs` more than activations (a model, other models) are skipped. Excluded from the
-default run: `pytest tests/benchmarks --benchmark-only`.
+Cross-model methods compare with one synthetic 768-wide other model (a noisy mix of the layer); methods
+that run the model are skipped. Excluded from the default run: `pytest tests/benchmarks --benchmark-only`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF
@@ -25,15 +25,22 @@ def layer():
     return planted_layer()
 
 
+@pytest.fixture(scope="session")
+def other_model(layer):
+    rng = np.random.default_rng(1)
+    X = layer[0]
+    return (X @ rng.normal(size=(768, 768)).astype(np.float32) + rng.normal(size=X.shape)).astype(np.float32)
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_bench_rank(benchmark, layer, name):
-    config = OmegaConf.load(CONF / "method" / f"{name}.yaml")
-    if get_class(config._target_).needs:
-        pytest.skip(f"{name} needs {sorted(get_class(config._target_).needs)}, not only activations")
-    method = instantiate(config)
+def test_bench_rank(benchmark, layer, other_model, name):
+    method = instantiate(OmegaConf.load(CONF / "method" / f"{name}.yaml"))
+    if method.needs - {"other_activations"}:
+        pytest.skip(f"{name} needs {sorted(method.needs)}, not only activations")
+    inputs = {"other_activations": [other_model]} if method.needs else {}
     X, y, _ = layer
     cpu = time.process_time()
-    ranking = benchmark.pedantic(method.rank, args=(X, y), kwargs={"rng": np.random.default_rng(0)},
+    ranking = benchmark.pedantic(method.rank, args=(X, y), kwargs={"rng": np.random.default_rng(0), **inputs},
                                  rounds=1, iterations=1)
     benchmark.extra_info["cpu_s"] = time.process_time() - cpu
     assert np.array_equal(np.sort(ranking), np.arange(X.shape[1]))
