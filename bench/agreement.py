@@ -8,6 +8,9 @@ builder runs them over the rankings saved by the jobs rather than inside a job. 
 - `neuron_vote@k`: Jaccard@k with the family-weighted Borda consensus of the other methods' top-L lists (ranked);
 - `stab_seed@k`: mean pairwise Jaccard@k of one method's rankings over the seeds of a cell (ranked; 1 when the
   method is deterministic).
+
+`stab_boot@k` (bootstrap stability) needs the method itself, so the runner computes it inside the job
+(`bootstrap_stability`, config `bootstrap: B`) and writes it with the job's records.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from itertools import combinations
 
 import numpy as np
 
+from bench.errors import NeuronbenchError
 from bench.scorers import Score
 
 OVERLAP_KS = (10, 20, 30, 40, 50, 100)
@@ -127,3 +131,45 @@ def seed_stability(rankings: list[np.ndarray], ks=OVERLAP_KS) -> list[Score]:
     return [Score("stab_seed", k, float(np.mean([jaccard(a, b, k) for a, b in combinations(rankings, 2)])),
                   chance_jaccard(k, n_neurons))
             for k in ks if k <= n_neurons]
+
+
+def bootstrap_stability(method, X: np.ndarray, y: np.ndarray | None, groups, reference: np.ndarray,
+                        rng: np.random.Generator, n_boot: int, ks=OVERLAP_KS) -> list[Score]:
+    """`stab_boot@k` (reference.md#metric-stability): rank B cluster-bootstrap resamples of the train words
+    and compare each ranking with the full-data one, `reference`.
+
+    A resample draws as many groups (train sentences: their words are not independent) as there are, with
+    replacement, and keeps every word of each drawn group as often as it is drawn. The job's selected words
+    are resampled as they are; the reference rebuilds §1.3 (balancing, caps) from the resampled sentences,
+    which would add the undersampling's own noise on top of the data's. Each resample's `rank` gets its own
+    generator spawned from `rng`, so a stochastic method's seed noise counts too (the `random` method
+    scores chance). Rows: `stab_boot@k` = mean_b J_k(boot_b, reference); `stab_boot_pairwise@k` = mean
+    pairwise J_k of the bootstrap rankings; `stab_boot_rho` = mean Spearman rho with the reference over the
+    neurons before the common dead tail.
+    """
+    groups = np.asarray(groups)
+    if groups.shape != (len(X),):
+        raise NeuronbenchError(f"bootstrap: {groups.shape} group ids for {len(X)} train words; give one "
+                               "sentence id per word")
+    if n_boot < 1:
+        raise NeuronbenchError(f"bootstrap: B must be a positive number of resamples, got {n_boot}")
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
+    rankings = []
+    for _ in range(n_boot):
+        drawn = rng.integers(len(members), size=len(members))
+        rows = np.concatenate([members[g] for g in drawn])
+        labels = None if y is None else np.asarray(y)[rows]
+        rankings.append(np.asarray(method.rank(X[rows], labels, rng=rng.spawn(1)[0]), dtype=np.int64))
+    n_neurons = len(reference)
+    live = n_neurons - dead_tail([reference, *rankings])
+    scores = []
+    for k in (k for k in ks if k <= n_neurons):
+        chance = chance_jaccard(k, n_neurons)
+        scores.append(Score("stab_boot", k, float(np.mean([jaccard(r, reference, k) for r in rankings])), chance))
+        if n_boot >= 2:
+            pairwise = np.mean([jaccard(a, b, k) for a, b in combinations(rankings, 2)])
+            scores.append(Score("stab_boot_pairwise", k, float(pairwise), chance))
+    rho = np.mean([spearman(r[:live], reference[:live]) for r in rankings])
+    return scores + [Score("stab_boot_rho", None, float(rho), 0.0)]

@@ -1,10 +1,10 @@
-"""Model-level scorers: causal ablation, interventions and faithfulness (reference.md#metric-causal,
-#metric-interventions, #metric-faithfulness).
+"""Model-level scorers: causal ablation (head, LM and off-target readouts), interventions and
+faithfulness (reference.md#metric-causal, #metric-interventions, #metric-faithfulness).
 
 Each scorer has the shared signature `(ranking, data, ks, rng) -> list[Score]`, higher is better, and
 reads the model through `data.context`: the `bench.intervene.ModelContext` of the job already
-`.at(site, layer)` for the cell (None for planted tasks, which have no model). Every readout is the
-frozen final-layer head of `bench.intervene.final_head` on the pooled final states of test words.
+`.at(site, layer)` for the cell (None for planted tasks, which have no model). Every readout but `lm`'s
+is the frozen final-layer head of `bench.intervene.final_head` on the pooled final states of test words.
 
 Shared conventions:
 
@@ -15,12 +15,16 @@ Shared conventions:
   about a dozen per curve whatever D is (reference.md: the causal cost is O(|K|·(1+R)·N_test·F_l)).
 - **Train statistics at the site**: the raw train activations of the cell (means, class means,
   class medians). They come from `data.raw_train` (the cell's raw X["train"], rows in the
-  context's train order), so no extra pass over the train words is needed.
+  context's train order), so no extra pass over the train words is needed (`tpp` alone runs one, over
+  the multi-class form's train words).
 - **Batching**: `model_inputs` once per scorer call with one sentence per forward; every edit of the
   call (all k, the random sets, the clean pass) is a replicate of that sentence made *inside* the site
   hook (`bench.intervene._forward_replicated`), so the layers below the site run once per sentence.
   Identical edits (e.g. k = D in faithfulness and the clean pass) share one replicate, so they agree
   exactly.
+
+The `lm` readout and the `tpp` family head read other words than the job's sample (words followed
+by a token; a class-stratified sample of the multi-class form's words); see each scorer.
 
 Scorers and metrics:
 
@@ -30,6 +34,14 @@ Scorers and metrics:
   all D neurons with the scorer generator); `causal_drop_random@k`; areas over ln k
   (`causal_drop_auc`, `causal_gain_auc`) and `causal_clean_acc`. `value="zero"` (compat, via
   functools.partial) zero-ablates instead, with the same metric names.
+- `lm`: the same ablation (top-k and R random k-sets, mean values) read by the model's own LM head on
+  causal LMs with a tied output embedding: `causal_lm_drop@k` = rise of the next-token cross-entropy of
+  the token after each word (nats), `causal_lm_gain@k` (minus the random sets' rise),
+  `causal_lm_drop_random@k`, areas `causal_lm_drop_auc`, `causal_lm_gain_auc`, context
+  `causal_lm_clean_loss`. No rows (reason logged) for models without such a head.
+- `tpp`: off-target specificity of a concept job's ranking, SAEBench TPP style, read per class by the
+  multi-class form's head: `causal_tpp@k` = intended − unintended recall drop, with the two parts and
+  `causal_tpp_auc` (see `tpp` for the in-job design). No rows for multi-class jobs.
 - `intervention`: `translate_success@k` (Antverg & Belinkov): every sampled test word of class v gets
   `h_S += α_S ⊙ (q_S(v') − q_S(v))`, q the train class means at the site, v' = the next class id
   cyclically (class ids follow sorted label order), α rank-scaled `α_r = β·(1e-3/β)^{r/(D−1)}`, β = 8,
@@ -37,8 +49,10 @@ Scorers and metrics:
   `clamp_success@k` (Suau et al.): top-k neurons set to the train median (`on_p50`) of the target
   class at all pieces of the word. Concept form (2 classes): only the sampled NEGATIVE test words,
   target = the concept (class 1). Multi-class form: every sampled test word, target = the next class
-  cyclically, as translation. Score chances are the clean shares already predicting the target;
-  `translate_auc`, `clamp_auc` are the ln-k areas.
+  cyclically, as translation. Do-no-harm row `clamp_noharm@k`: head accuracy on words clamped to their
+  own class's median (concept form: the sampled POSITIVE words, clamped to the concept). Score chances
+  are the clean shares already predicting the target (the clean accuracy for `clamp_noharm`);
+  `translate_auc`, `clamp_auc`, `clamp_noharm_auc` are the ln-k areas.
 - `faithfulness`: budgets P = {0.1, ..., 100}% of D, k_p = max(1, round(p·D)); C_k keeps the top-k
   neurons and mean-ablates the rest at the word pieces, ∅ ablates all, N is clean;
   f(k) = (m(C_k) − m(∅)) / (m(N) − m(∅)), m the mean gold log-probability. `faith_cpr` = trapezoid
@@ -52,12 +66,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from bench.errors import NeuronbenchError
-from bench.intervene import (ModelContext, ModelInputs, _forward_replicated, final_head)
+from bench.intervene import (FinalHead, ModelContext, ModelInputs, _forward_replicated, final_head, model_inputs,
+                             next_token_ids, site_states, tied_lm_head)
 from bench.scorers import Score, log_area
 from methods.causal import sample_rows
 
@@ -133,9 +149,19 @@ class EditSpec:
     table: str = ""
 
 
+# A read-out of the pooled final states: (n_rep, n, D_final) states of the targets `words` (ModelInputs
+# order) of one batch -> (n_rep, n, R) values.
+Readout = Callable[[torch.Tensor, np.ndarray], torch.Tensor]
+
+
+def head_readout(head: FinalHead) -> tuple[Readout, int]:
+    """The frozen head's class log-probabilities as a `run_edits` read-out, and its width C."""
+    return (lambda pooled, words: head.log_prob(pooled.float())), head.n_classes
+
+
 def run_edits(ctx: ModelContext, inputs: ModelInputs, specs: list[EditSpec], tables: dict[str, np.ndarray],
-              head) -> torch.Tensor:
-    """(len(specs), N, C) head log-probabilities of every target word under every edit, on CPU.
+              read: Readout, n_out: int) -> torch.Tensor:
+    """(len(specs), N, n_out) read-outs (e.g. `head_readout`) of every target word under every edit, on CPU.
 
     `inputs` should hold one sentence per batch (in-hook replication); identical specs are run once.
     """
@@ -151,7 +177,7 @@ def run_edits(ctx: ModelContext, inputs: ModelInputs, specs: list[EditSpec], tab
     device = next(ctx.loaded.model.parameters()).device
     table_t = {name: torch.as_tensor(np.asarray(t, dtype=np.float32), device=device) for name, t in tables.items()}
     masks = torch.as_tensor(np.stack([s.mask for s in unique]), device=device)
-    out = torch.zeros((len(unique), inputs.n_words, head.n_classes), dtype=torch.float32)
+    out = torch.zeros((len(unique), inputs.n_words, n_out), dtype=torch.float32)
     with torch.inference_mode():
         for batch in inputs.batches:
             rows, cols = batch.piece_rows.to(device), batch.piece_cols.to(device)
@@ -176,7 +202,7 @@ def run_edits(ctx: ModelContext, inputs: ModelInputs, specs: list[EditSpec], tab
                     return h4
 
                 pooled = _forward_replicated(ctx.loaded, batch, site, layer, len(block), edit)
-                out[block[0]:block[-1] + 1, torch.as_tensor(batch.words)] = head.log_prob(pooled.float()).cpu()
+                out[block[0]:block[-1] + 1, torch.as_tensor(batch.words)] = read(pooled, batch.words).float().cpu()
     return out[torch.as_tensor(index, dtype=torch.long)]
 
 
@@ -209,6 +235,25 @@ def _auc(ks: list[int], values: list[float]) -> float:
 
 # --- causal ablation -------------------------------------------------------------------------------
 
+def _ablation_specs(ranking: np.ndarray, grid: list[int], randoms: dict[int, list[np.ndarray]],
+                    n: int) -> list[EditSpec]:
+    """Clean pass, then per k the top-k set and its RANDOM_SETS random k-sets, all set to table "v"."""
+    specs = [EditSpec("set", np.zeros(n, dtype=bool), "v")]
+    for k in grid:
+        specs.append(EditSpec("set", _top_mask(ranking, k, n), "v"))
+        specs += [EditSpec("set", _top_mask(chosen, k, n), "v") for chosen in randoms[k]]
+    return specs
+
+
+def _drops(values: np.ndarray, grid: list[int]) -> tuple[list[float], list[float]]:
+    """Per k, value(clean) − value(top-k ablated) and the mean of the same over the random k-sets,
+    from per-edit values laid out as `_ablation_specs`."""
+    per = 1 + RANDOM_SETS
+    top = [float(values[0] - values[1 + i * per]) for i in range(len(grid))]
+    random = [float(np.mean(values[0] - values[2 + i * per:1 + (i + 1) * per])) for i in range(len(grid))]
+    return top, random
+
+
 def causal(ranking, data, ks, rng, *, value: str = "mean") -> list[Score]:
     """causal_drop@k, causal_logp_drop@k, causal_gain@k (reference.md#metric-causal, head readout)."""
     if value not in ("mean", "zero"):
@@ -220,30 +265,131 @@ def causal(ranking, data, ks, rng, *, value: str = "mean") -> list[Score]:
     gold = ctx.y["test"][rows]
     randoms = {k: [rng.choice(n, size=k, replace=False) for _ in range(RANDOM_SETS)] for k in grid}
     values = (train_states(data, ctx).mean(axis=0) if value == "mean" else np.zeros(n, dtype=np.float32))
-    head = final_head(ctx)
-    specs = [EditSpec("set", np.zeros(n, dtype=bool), "v")]
-    for k in grid:
-        specs.append(EditSpec("set", _top_mask(ranking, k, n), "v"))
-        for chosen in randoms[k]:
-            specs.append(EditSpec("set", _top_mask(chosen, k, n), "v"))
-    logp = run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": values}, head)
+    specs = _ablation_specs(ranking, grid, randoms, n)
+    logp = run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": values}, *head_readout(final_head(ctx)))
     acc, m = _accuracy(logp, gold), _gold_logp(logp, gold)
-    per = 1 + RANDOM_SETS
-    drops, gains, scores = [], [], [Score("causal_clean_acc", None, float(acc[0]))]
+    drops, random_drops = _drops(acc, grid)
+    logp_drops, random_logp_drops = _drops(m, grid)
+    gains = [d - r for d, r in zip(drops, random_drops)]
+    scores = [Score("causal_clean_acc", None, float(acc[0]))]
     for i, k in enumerate(grid):
-        top = 1 + i * per
-        drop = float(acc[0] - acc[top])
-        random_drop = float(np.mean(acc[0] - acc[top + 1:top + per]))
-        drops.append(drop)
-        gains.append(drop - random_drop)
-        scores += [Score("causal_drop", k, drop, random_drop),
-                   Score("causal_logp_drop", k, float(m[0] - m[top]), float(np.mean(m[0] - m[top + 1:top + per]))),
-                   Score("causal_gain", k, drop - random_drop, 0.0),
-                   Score("causal_drop_random", k, random_drop)]
+        scores += [Score("causal_drop", k, drops[i], random_drops[i]),
+                   Score("causal_logp_drop", k, logp_drops[i], random_logp_drops[i]),
+                   Score("causal_gain", k, gains[i], 0.0),
+                   Score("causal_drop_random", k, random_drops[i])]
     scores += [Score("causal_drop_auc", None, _auc(grid, drops)),
                Score("causal_gain_auc", None, _auc(grid, gains), 0.0)]
     log.info("causal %s L%d: %d words, %d edits, clean acc %.3f, %.1fs", site, layer, len(rows),
              len(specs), acc[0], time.perf_counter() - started)
+    return scores
+
+
+def lm(ranking, data, ks, rng) -> list[Score]:
+    """causal_lm_drop@k: increase of the next-token cross-entropy of the token after each word when the
+    top-k are mean-ablated at the word's pieces (reference.md#metric-causal, `lm` readout, causal LMs).
+
+    Logits are the model's own: last_hidden_state (already final-normed) times the tied input embedding
+    (`bench.intervene.tied_lm_head`). Models without such a head (encoders, untied decoders) emit no
+    rows, with the reason logged. Words with no token after them (sentence-final, no EOS) are left out.
+    """
+    ctx, site, layer, n, ranking = _cell(data, ranking, "lm")
+    weight, why_not = tied_lm_head(ctx.loaded)
+    if weight is None:
+        log.warning("lm %s L%d: skipped, model %s has no usable LM head: %s", site, layer, ctx.loaded.name, why_not)
+        return []
+    started = time.perf_counter()
+    grid = capped_ks(ks, n)
+    sentences, words = ctx.sentences["test"], ctx.words["test"]
+    following = next_token_ids(model_inputs(ctx.loaded, sentences, words, "last", batch_size=ctx.batch_size))
+    candidates = np.flatnonzero(following >= 0)
+    if len(candidates) == 0:
+        log.warning("lm %s L%d: skipped, no test word has a token after it", site, layer)
+        return []
+    rows = candidates[sample_rows(len(candidates), N_WORDS, rng)]
+    randoms = {k: [rng.choice(n, size=k, replace=False) for _ in range(RANDOM_SETS)] for k in grid}
+    specs = _ablation_specs(ranking, grid, randoms, n)
+    inputs = model_inputs(ctx.loaded, sentences, words[rows], "last", batch_size=1)
+    target = torch.as_tensor(following[rows])
+
+    def read(pooled, batch_words):
+        logp = torch.log_softmax((pooled @ weight.T).float(), dim=-1)  # (n_rep, n, V)
+        token = target[batch_words].to(logp.device)
+        return logp.gather(-1, token.expand(logp.shape[:-1]).unsqueeze(-1))
+
+    ll = run_edits(ctx, inputs, specs, {"v": train_states(data, ctx).mean(axis=0)}, read, 1)[..., 0]
+    ll = ll.double().mean(dim=1).numpy()  # (E,) mean next-token log-probability
+    drops, random_drops = _drops(ll, grid)  # a drop of log-probability = a rise of the loss
+    gains = [d - r for d, r in zip(drops, random_drops)]
+    scores = [Score("causal_lm_clean_loss", None, float(-ll[0]))]
+    for i, k in enumerate(grid):
+        scores += [Score("causal_lm_drop", k, drops[i], random_drops[i]),
+                   Score("causal_lm_gain", k, gains[i], 0.0),
+                   Score("causal_lm_drop_random", k, random_drops[i])]
+    scores += [Score("causal_lm_drop_auc", None, _auc(grid, drops)),
+               Score("causal_lm_gain_auc", None, _auc(grid, gains), 0.0)]
+    log.info("lm %s L%d: %d words, %d edits, clean loss %.3f, %.1fs", site, layer, len(rows), len(specs),
+             -ll[0], time.perf_counter() - started)
+    return scores
+
+
+def _tpp_rows(y: np.ndarray, n_classes: int, concept: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted seeded sample: half of `size` from the concept's class, the other half shared equally by the
+    other classes (all rows of a smaller class), so intended and unintended get about equal precision."""
+    half = -(-size // 2)
+    picks = []
+    for c in range(n_classes):
+        members = np.flatnonzero(y == c)
+        quota = half if c == concept else -(-half // (n_classes - 1))
+        picks.append(members[sample_rows(len(members), quota, rng)])
+    return np.sort(np.concatenate(picks))
+
+
+def tpp(ranking, data, ks, rng) -> list[Score]:
+    """causal_tpp@k: off-target specificity in the style of SAEBench's TPP (reference.md#metric-causal).
+
+    In-job version: a job has one ranking, so only a concept job (`task.concept` set, one-vs-rest) has
+    the S_i = S_k(π_i) chosen for one concept i that TPP needs. Its readout is the frozen final-layer
+    head of the task's multi-class form (`context.family`), read per class: A_j = recall of class j
+    (accuracy on test words of class j) over a class-stratified sample of the family's test words
+    (250 of class i, 250 shared by the others). S_k is mean-ablated (means over a sample of 500 of the
+    family's train words, so no class is favoured) at all sampled words; `causal_tpp_intended@k` = A_i(clean) −
+    A_i(abl), `causal_tpp_unintended@k` = mean_{j≠i} [A_j(clean) − A_j(abl)], `causal_tpp@k` = their
+    difference. SAEBench instead trains one binary probe per class and reads each on its own balanced
+    test set, and averages over all concepts i of the family; here the mean over i is left to the board
+    (one concept job per i). A multi-class job (one ranking for every class) emits no rows.
+    """
+    ctx, site, layer, n, ranking = _cell(data, ranking, "tpp")
+    family = ctx.family
+    if family is None:
+        log.info("tpp %s L%d: skipped, a multi-class job has one ranking for every class and TPP needs one "
+                 "per concept (run concept jobs, task.concept=<class>)", site, layer)
+        return []
+    concept = ctx.labels[-1]
+    if concept not in family.labels:
+        raise NeuronbenchError(f"tpp: concept {concept!r} is not a class of the task's multi-class form "
+                               f"({', '.join(family.labels)})")
+    c = family.labels.index(concept)
+    started = time.perf_counter()
+    grid = capped_ks(ks, n)
+    rows = _tpp_rows(family.y["test"], family.n_classes, c, N_WORDS, rng)
+    gold = family.y["test"][rows]
+    train_rows = sample_rows(len(family.y["train"]), N_WORDS, rng)
+    means = site_states(family.loaded, family.inputs("train", train_rows), site, layer).mean(axis=0)
+    specs = [EditSpec("set", _top_mask(ranking, k, n), "v") for k in [0] + grid]
+    logp = run_edits(family, _sample_inputs(family, rows), specs, {"v": means}, *head_readout(final_head(family)))
+    predicted = logp.argmax(dim=-1).numpy()  # (E, N)
+    recall = np.stack([(predicted[:, gold == j] == j).mean(axis=1) for j in range(family.n_classes)], axis=1)
+    drop = recall[0] - recall[1:]  # (K, C)
+    intended, unintended = drop[:, c], np.delete(drop, c, axis=1).mean(axis=1)
+    specificity = intended - unintended
+    scores = []
+    for i, k in enumerate(grid):
+        scores += [Score("causal_tpp", k, float(specificity[i]), 0.0),
+                   Score("causal_tpp_intended", k, float(intended[i])),
+                   Score("causal_tpp_unintended", k, float(unintended[i]))]
+    scores.append(Score("causal_tpp_auc", None, _auc(grid, list(specificity)), 0.0))
+    log.info("tpp %s L%d: concept %s of %d classes, %d words, %.1fs", site, layer, concept, family.n_classes,
+             len(rows), time.perf_counter() - started)
     return scores
 
 
@@ -271,7 +417,8 @@ def _class_stats(states: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.
 
 
 def intervention(ranking, data, ks, rng) -> list[Score]:
-    """translate_success@k and clamp_success@k (reference.md#metric-interventions)."""
+    """translate_success@k, clamp_success@k and the do-no-harm row clamp_noharm@k
+    (reference.md#metric-interventions)."""
     ctx, site, layer, n, ranking = _cell(data, ranking, "intervention")
     started = time.perf_counter()
     grid = capped_ks(ks, n)
@@ -281,39 +428,40 @@ def intervention(ranking, data, ks, rng) -> list[Score]:
     target = (y + 1) % n_classes
     means, medians = _class_stats(train_states(data, ctx), ctx.y["train"], n_classes)
     alpha = rank_alpha(ranking)
-    head = final_head(ctx)
-    empty = np.zeros(n, dtype=bool)
-    masks = [_top_mask(ranking, k, n) for k in grid]
-    translate_tables = {"delta": alpha[None] * (means[target] - means[y])}
-    translate_specs = [EditSpec("add", empty, "delta")] + [EditSpec("add", m, "delta") for m in masks]
-    if n_classes == 2:  # concept form: clamp the negatives to the concept's median
-        clamp_rows = rows[y == 0]
-        clamp_target = np.ones(len(clamp_rows), dtype=np.int64)
-    else:
-        clamp_rows, clamp_target = rows, target
-    clamp_tables = {"median": medians[clamp_target]}
-    clamp_specs = [EditSpec("set", empty, "median")] + [EditSpec("set", m, "median") for m in masks]
-    if n_classes == 2:
-        t_logp = run_edits(ctx, _sample_inputs(ctx, rows), translate_specs, translate_tables, head)
-        c_logp = (run_edits(ctx, _sample_inputs(ctx, clamp_rows), clamp_specs, clamp_tables, head)
-                  if len(clamp_rows) else None)
-    else:  # same words: one pass for both
-        both = run_edits(ctx, _sample_inputs(ctx, rows), translate_specs + clamp_specs,
-                         {**translate_tables, **clamp_tables}, head)
-        t_logp, c_logp = both[:len(translate_specs)], both[len(translate_specs):]
+    readout = head_readout(final_head(ctx))
+    masks = [np.zeros(n, dtype=bool)] + [_top_mask(ranking, k, n) for k in grid]
+    if n_classes == 2:  # concept form: negatives clamped to the concept (success), positives too (no harm)
+        clamp_rows, keep_rows = rows[y == 0], rows[y == 1]
+        clamp_target, keep_gold = np.ones(len(clamp_rows), np.int64), np.ones(len(keep_rows), np.int64)
+    else:  # multi-class: every word to the next class (success) and to its own class (no harm)
+        clamp_rows, clamp_target, keep_rows, keep_gold = rows, target, rows, y
+    # (edit mode, table name, per-word table, rows, gold): one curve each, the first mask being the clean pass
+    curves = {"translate_success": ("add", "delta", alpha[None] * (means[target] - means[y]), rows, target),
+              "clamp_success": ("set", "median", medians[clamp_target], clamp_rows, clamp_target),
+              "clamp_noharm": ("set", "own", medians[keep_gold], keep_rows, keep_gold)}
+    by_rows: dict[bytes, list[str]] = {}  # curves on the same words share one pass
+    for name, (_, _, _, curve_rows, _) in curves.items():
+        by_rows.setdefault(curve_rows.tobytes(), []).append(name)
+    values = {}
+    for names in by_rows.values():
+        curve_rows = curves[names[0]][3]
+        if len(curve_rows) == 0:
+            log.warning("intervention %s L%d: no test word sampled for %s; NaN", site, layer, ", ".join(names))
+            values.update({name: np.full(len(masks), np.nan) for name in names})
+            continue
+        specs = [EditSpec(curves[name][0], m, curves[name][1]) for name in names for m in masks]
+        logp = run_edits(ctx, _sample_inputs(ctx, curve_rows), specs,
+                         {curves[name][1]: curves[name][2] for name in names}, *readout)
+        for i, name in enumerate(names):
+            values[name] = _accuracy(logp[i * len(masks):(i + 1) * len(masks)], curves[name][4])
     scores = []
-    t_success = _accuracy(t_logp, target)
-    scores += [Score("translate_success", k, float(v), float(t_success[0])) for k, v in zip(grid, t_success[1:])]
-    scores.append(Score("translate_auc", None, _auc(grid, list(t_success[1:])), float(t_success[0])))
-    if c_logp is None:
-        log.warning("intervention %s L%d: no negative test word sampled; clamp_success is NaN", site, layer)
-        c_success = np.full(len(grid) + 1, np.nan)
-    else:
-        c_success = _accuracy(c_logp, clamp_target)
-    scores += [Score("clamp_success", k, float(v), float(c_success[0])) for k, v in zip(grid, c_success[1:])]
-    scores.append(Score("clamp_auc", None, _auc(grid, list(c_success[1:])), float(c_success[0])))
-    log.info("intervention %s L%d: %d words (%d clamped), %.1fs", site, layer, len(rows), len(clamp_rows),
-             time.perf_counter() - started)
+    for name, auc in (("translate_success", "translate_auc"), ("clamp_success", "clamp_auc"),
+                      ("clamp_noharm", "clamp_noharm_auc")):
+        curve = values[name]
+        scores += [Score(name, k, float(v), float(curve[0])) for k, v in zip(grid, curve[1:])]
+        scores.append(Score(auc, None, _auc(grid, list(curve[1:])), float(curve[0])))
+    log.info("intervention %s L%d: %d words (%d clamped, %d kept), %.1fs", site, layer, len(rows), len(clamp_rows),
+             len(keep_rows), time.perf_counter() - started)
     return scores
 
 
@@ -324,11 +472,11 @@ def faithfulness_curve(ranking, data, budgets_k, rng) -> tuple[np.ndarray, float
     ctx, _, _, n, ranking = _cell(data, ranking, "faithfulness")
     rows = sample_rows(len(ctx.y["test"]), N_WORDS, rng)
     gold = ctx.y["test"][rows]
-    head = final_head(ctx)
     means = train_states(data, ctx).mean(axis=0)
     specs = [EditSpec("set", np.zeros(n, dtype=bool), "v"), EditSpec("set", np.ones(n, dtype=bool), "v")]
     specs += [EditSpec("set", ~_top_mask(ranking, int(k), n), "v") for k in budgets_k]
-    m = _gold_logp(run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": means}, head), gold)
+    m = _gold_logp(run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": means}, *head_readout(final_head(ctx))),
+                   gold)
     m_full, m_empty = float(m[0]), float(m[1])
     gap = m_full - m_empty
     if abs(gap) < FAITH_MIN_GAP:
@@ -366,4 +514,4 @@ def faithfulness(ranking, data, ks, rng) -> list[Score]:
     return scores
 
 
-SCORERS = {"causal": causal, "intervention": intervention, "faithfulness": faithfulness}
+SCORERS = {"causal": causal, "lm": lm, "tpp": tpp, "intervention": intervention, "faithfulness": faithfulness}

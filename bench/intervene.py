@@ -59,6 +59,11 @@ HIDDEN_BLOCKS = {
     "llama": ("layers.{i}", "norm"),
 }
 EDIT_MODES = ("set", "add")
+# Causal LMs whose logits are `last_hidden_state @ input_embedding.T` when the config ties the output
+# embedding to the input one: GPT2LMHeadModel and LlamaForCausalLM apply a bias-free, unscaled lm_head to
+# the already final-normed last_hidden_state (ln_f / norm run inside the base model AutoModel loads).
+# Untied heads (Pythia's embed_out, most Llama checkpoints) are not loaded by AutoModel.
+TIED_LM_HEADS = ("gpt2", "llama")
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -375,6 +380,38 @@ def _forward_replicated(loaded: LoadedModel, batch: WordBatch, site: str, layer:
     return torch.matmul(batch.pool.to(final.device), final)
 
 
+# --- the model's own language-model head -----------------------------------------------------------
+
+def tied_lm_head(loaded: LoadedModel) -> tuple[torch.Tensor | None, str]:
+    """(V, D) output embedding of a causal LM whose logits are `last_hidden_state @ W.T`, or (None, why
+    not). Encoders (sentence-transformers ship no masked-LM head, and AutoModel loads none) and decoders
+    with an untied or unmapped head have none."""
+    config = loaded.model.config
+    if not loaded.decoder:
+        return None, (f"{config.model_type} encoder: AutoModel loads no masked-LM head (sentence-transformer "
+                      "checkpoints ship none), so there is no LM loss to read")
+    if config.model_type not in TIED_LM_HEADS:
+        return None, (f"LM head of architecture {config.model_type!r} is not mapped (bench.intervene."
+                      "TIED_LM_HEADS)")
+    if not getattr(config, "tie_word_embeddings", False):
+        return None, "the output embedding is not tied to the input one, and AutoModel does not load lm_head"
+    return loaded.model.get_input_embeddings().weight, ""
+
+
+def next_token_ids(inputs: ModelInputs) -> np.ndarray:
+    """(N,) id of the token right after each target word's read-out position (-1 if the sentence ends
+    there); with `last` pooling that is the token a causal LM predicts from the word's last piece."""
+    out = np.full(inputs.n_words, -1, dtype=np.int64)
+    for batch in inputs.batches:
+        flat = batch.pool.argmax(dim=1).numpy()  # the read-out column of each target word
+        rows, cols = flat // batch.width, flat % batch.width + 1
+        inside = cols < batch.width
+        inside[inside] = batch.attention_mask[rows[inside], cols[inside]].numpy() == 1
+        ids = batch.input_ids[rows[inside], cols[inside]].numpy()
+        out[batch.words[inside]] = ids
+    return out
+
+
 # --- the frozen final-layer head -----------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -442,7 +479,9 @@ class ModelContext:
     `words[split]` is the (sentence, word) of every example row of that split, in the row order of
     X/y; `y[split]` the class ids. `final[split]`, if given, are the clean final-layer pooled states
     of those rows (e.g. the activation cache's hidden layer L) and spare the head one forward pass;
-    `head`, if given, is used instead of fitting one. `at(site, layer)` names the cell.
+    `head`, if given, is used instead of fitting one. `at(site, layer)` names the cell. `labels` are
+    the form's class names (class id order); `family`, for a concept job, is the context of the same
+    task's multi-class form, whose per-class head the off-target readout (`causal_tpp`) reads.
     """
 
     loaded: LoadedModel
@@ -457,10 +496,13 @@ class ModelContext:
     final: dict[str, np.ndarray] | None = None
     head: FinalHead | None = None
     batch_size: int = 32
+    labels: tuple[str, ...] = ()
+    family: ModelContext | None = None
 
     def at(self, site: str, layer: int) -> ModelContext:
         _check_site(self.loaded, site, layer)
-        return dataclasses.replace(self, site=site, layer=layer)
+        family = self.family.at(site, layer) if self.family is not None else None
+        return dataclasses.replace(self, site=site, layer=layer, family=family)
 
     def cell(self) -> tuple[str, int]:
         if self.site is None or self.layer is None:
@@ -486,10 +528,11 @@ def word_refs(sentences: list[list[str]], flat_rows) -> np.ndarray:
 
 def model_context(task, examples, loaded: LoadedModel, *, pooling: str, site: str | None = None,
                   layer: int | None = None, final: dict[str, np.ndarray] | None = None,
-                  batch_size: int = 32) -> ModelContext:
+                  batch_size: int = 32, family=None) -> ModelContext:
     """The context of one job from what `bench.run` already holds: the task (sentences per split),
     the task form's `Examples` (rows of each split's flattened word list, labels), the loaded model
-    and the pooling; `site`/`layer` may be set here or per cell with `.at(site, layer)`."""
+    and the pooling; `site`/`layer` may be set here or per cell with `.at(site, layer)`. `family`:
+    the `Examples` of the task's multi-class form, for a concept job (becomes `context.family`)."""
     splits = tuple(examples.index)
     words = {s: word_refs(task.sentences[s], examples.index[s]) for s in splits}
     y = {s: np.asarray(examples.y[s], dtype=np.int64) for s in splits}
@@ -500,9 +543,12 @@ def model_context(task, examples, loaded: LoadedModel, *, pooling: str, site: st
         digest.update(s.encode())
         digest.update(words[s].tobytes())
         digest.update(y[s].tobytes())
+    family_ctx = (model_context(task, family, loaded, pooling=pooling, batch_size=batch_size)
+                  if family is not None else None)
     ctx = ModelContext(loaded=loaded, sentences={s: task.sentences[s] for s in splits}, words=words,
                        y=y, n_classes=examples.n_classes, pooling=pooling, key=digest.hexdigest(),
-                       final=final, batch_size=batch_size)
+                       final=final, batch_size=batch_size, labels=tuple(examples.label_names),
+                       family=family_ctx)
     return ctx.at(site, layer) if site is not None else ctx
 
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench.agreement import (FAMILIES, agreement, chance_jaccard, consensus, dead_tail, family, seed_stability,
-                             spearman)
+from bench.agreement import (FAMILIES, agreement, bootstrap_stability, chance_jaccard, consensus, dead_tail, family,
+                             seed_stability, spearman)
+from bench.errors import NeuronbenchError
 from leaderboard.records import agreement_records
+from bench.run import bootstrap_rows, run_job
+from methods.baselines import RandomRanking
+from methods.causal import AblateSingle
+from methods.univariate import AnovaF
+from test_end_to_end import config, read
 
 D = 200
 
@@ -107,3 +116,91 @@ def test_agreement_records_adds_stability_per_method(tmp_path):
     per_seed = out[out["metric"] == "avg_rank_corr"]
     assert sorted(per_seed["seed"].tolist()) == [0, 0, 1, 1]
     assert {"jaccard", "avg_overlap", "rank_corr", "neuron_vote"} <= set(out["metric"])
+
+
+# --- bootstrap stability -------------------------------------------------------------------------------
+
+def by_metric(scores):
+    return {(s.metric, s.k): s.value for s in scores}
+
+
+def test_stab_boot_is_one_when_every_sentence_is_the_same():
+    """All sentences identical: every resample is the full data itself, so a deterministic method repeats."""
+    rng = np.random.default_rng(5)
+    block, labels = rng.normal(size=(6, D)).astype(np.float32), np.array([0, 1, 0, 1, 1, 0])
+    X, y, groups = np.tile(block, (30, 1)), np.tile(labels, 30), np.repeat(np.arange(30), 6)
+    method = AnovaF()
+    reference = method.rank(X, y)
+    scores = by_metric(bootstrap_stability(method, X, y, groups, reference, np.random.default_rng(0), 4,
+                                           ks=(10, 50)))
+    assert scores == {("stab_boot", 10): 1.0, ("stab_boot", 50): 1.0, ("stab_boot_pairwise", 10): 1.0,
+                      ("stab_boot_pairwise", 50): 1.0, ("stab_boot_rho", None): 1.0}
+
+
+def test_stab_boot_of_the_random_ranking_is_chance():
+    rng = np.random.default_rng(6)
+    X, y, groups = rng.normal(size=(300, D)), rng.integers(0, 2, 300), np.repeat(np.arange(60), 5)
+    method = RandomRanking()
+    reference = method.rank(X, y, rng=1)
+    scores = bootstrap_stability(method, X, y, groups, reference, np.random.default_rng(0), 10, ks=(10, 50, 100))
+    for s in scores:
+        if s.metric == "stab_boot_rho":
+            assert abs(s.value) < 0.1
+        else:
+            assert s.chance == pytest.approx(chance_jaccard(s.k, D))
+            assert abs(s.value - s.chance) < 0.05, s
+
+
+class Spy:
+    """Records the rows it is asked to rank and returns a fixed permutation."""
+
+    def __init__(self, ranking):
+        self.ranking, self.seen = ranking, []
+
+    def rank(self, X, y, rng):
+        self.seen.append((X.copy(), y.copy()))
+        return self.ranking
+
+
+def test_stab_boot_resamples_whole_sentences_against_the_reference():
+    n_groups, size = 40, 3
+    X = np.repeat(np.arange(n_groups * size, dtype=np.float64)[:, None], D, axis=1)  # row id in every column
+    groups = np.repeat(np.arange(n_groups), size)[np.random.default_rng(7).permutation(n_groups * size)]
+    y = groups % 2
+    fixed, reference = np.arange(D), np.r_[np.arange(5, D), np.arange(5)]
+    spy = Spy(fixed)
+    scores = by_metric(bootstrap_stability(spy, X, y, groups, reference, np.random.default_rng(0), 3, ks=(10,)))
+    assert scores[("stab_boot", 10)] == pytest.approx(5 / 15)  # |{5..9}| / |{0..14}|
+    assert scores[("stab_boot_pairwise", 10)] == 1.0
+    for rows, labels in spy.seen:
+        ids = rows[:, 0].astype(int)
+        drawn = groups[ids]
+        assert len(ids) == len(X)  # n_groups sentences of equal size
+        np.testing.assert_array_equal(labels, y[ids])
+        for g in np.unique(drawn):  # a drawn sentence comes whole, as often as it was drawn
+            members = np.flatnonzero(groups == g)
+            counts = np.bincount(ids, minlength=len(X))[members]
+            assert len(set(counts.tolist())) == 1 and counts[0] * size == np.sum(drawn == g)
+    assert len({tuple(rows[:, 0]) for rows, _ in spy.seen}) == 3  # three different resamples
+
+
+def test_stab_boot_input_errors():
+    X, y = np.zeros((4, D)), np.zeros(4, dtype=int)
+    with pytest.raises(NeuronbenchError, match="one sentence id per word"):
+        bootstrap_stability(Spy(np.arange(D)), X, y, [0, 1], np.arange(D), np.random.default_rng(0), 2)
+    with pytest.raises(NeuronbenchError, match="positive number of resamples"):
+        bootstrap_stability(Spy(np.arange(D)), X, y, [0, 0, 1, 1], np.arange(D), np.random.default_rng(0), 0)
+
+
+def test_bootstrap_through_the_runner(tmp_path, caplog):
+    out = run_job(config(tmp_path, "method=probeless", "layers=[1]", "scorers=[]", "bootstrap=3"), "probeless")
+    records = [r for r in read(out / "records.jsonl") if r["metric"].startswith("stab_boot")]
+    assert {(r["metric"], r["k"]) for r in records} == {
+        *{(m, k) for m in ("stab_boot", "stab_boot_pairwise") for k in (10, 20, 30)}, ("stab_boot_rho", None)}
+    assert all(0.0 <= r["value"] <= 1.0 for r in records)
+    values = {(r["metric"], r["k"]): r["value"] for r in records}
+    assert values[("stab_boot", 10)] > 2 * chance_jaccard(10, 32) and values[("stab_boot_rho", None)] > 0.3
+    assert "bootstrap" in json.loads((out / "job.json").read_text())["layers"][0]["scorers_s"]
+    with caplog.at_level(logging.WARNING, logger="bench.run"):  # model-based methods are not resampled
+        assert bootstrap_rows(AblateSingle(), "ablate_single", None, None, None, None, None, 3) == []
+    assert "skipped for ablate_single" in caplog.text

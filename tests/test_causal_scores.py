@@ -1,21 +1,31 @@
-"""Model-level scorers (causal ablation, interventions, faithfulness) on the tiny random BERT and the
-hand-made three-class task of test_intervene."""
+"""Model-level scorers (causal ablation with head, LM and off-target readouts, interventions, faithfulness) on
+the tiny random BERT (tiny random decoders for the LM readout) and the hand-made three-class task of
+test_intervene."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 
 import numpy as np
 import pytest
+import torch
+from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
-from bench.causal_scores import (capped_ks, causal, faithfulness, faithfulness_curve, intervention, rank_alpha)
+from bench.causal_scores import (capped_ks, causal, faithfulness, faithfulness_curve, intervention, lm, rank_alpha,
+                                 tpp)
 from bench.errors import NeuronbenchError
-from bench.intervene import FinalHead, final_head, model_context, site_states
+from bench.extract import tokenize_words
+from bench.intervene import Edit, FinalHead, final_head, model_context, model_inputs, run_with_edit, site_states
 from bench.layer import LayerData
+from bench.models import load_model
 from bench.probe import LogisticProbe, fit_select
+from bench.run import run_job
 from tasks.base import SPLITS
+from test_end_to_end import config, read
 from test_extract import TINY
-from test_intervene import LAST, no_hooks, tiny_setup
+from test_intervene import DECODERS, LAST, no_hooks, tiny_setup
 
 WIDTH = TINY["config"]["hidden_size"]
 
@@ -28,7 +38,8 @@ def setup():
 def layer_data(setup, site, layer, form="multi", head=None):
     loaded, task, examples, concept = setup
     ex = examples if form == "multi" else concept
-    ctx = model_context(task, ex, loaded, pooling="mean", site=site, layer=layer)
+    ctx = model_context(task, ex, loaded, pooling="mean", site=site, layer=layer,
+                        family=examples if form == "concept" else None)  # as bench.run builds concept jobs
     if head is not None:
         ctx = dataclasses.replace(ctx, head=head)
     X = {s: site_states(loaded, ctx.inputs(s), site, layer) for s in SPLITS}
@@ -71,7 +82,8 @@ def decisive_head(setup) -> tuple[FinalHead, int]:
 def test_missing_context_raises(setup):
     data, _ = layer_data(setup, "hidden", 1)
     data.context = None
-    for scorer, name in ((causal, "causal"), (intervention, "intervention"), (faithfulness, "faithfulness")):
+    for scorer, name in ((causal, "causal"), (intervention, "intervention"), (faithfulness, "faithfulness"),
+                         (lm, "lm"), (tpp, "tpp")):
         with pytest.raises(NeuronbenchError, match=f"scorer '{name}' needs the model; planted tasks have none"):
             scorer(np.arange(WIDTH), data, [1, 2], rng())
 
@@ -152,7 +164,7 @@ def test_intervention_contract(setup, form, site, layer):
     data, _ = layer_data(setup, site, layer, form=form)
     ranking = np.random.default_rng(2).permutation(data.n_neurons)
     scores = intervention(ranking, data, [0, 1, 10], rng())
-    for metric in ("translate_success", "clamp_success"):
+    for metric in ("translate_success", "clamp_success", "clamp_noharm"):
         zero = [s for s in scores if s.metric == metric and s.k == 0][0]
         assert zero.value == zero.chance  # editing nothing: the clean share predicting the target
         assert all(0.0 <= s.value <= 1.0 for s in scores if s.metric == metric)
@@ -188,3 +200,161 @@ def test_hooks_are_gone_after_an_error_mid_scorer(setup):
         handle.remove()
     assert seen == [before + 1] * 3  # each failed with the scorer's site hook in place
     assert no_hooks(loaded)
+
+
+# --- do-no-harm row of clamping ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["multi", "concept"])
+def test_clamp_noharm_clamping_everything_at_the_last_layer(setup, form):
+    """At hidden L with mean pooling, clamping all neurons makes a word's read-out its class median, so
+    the row is the share of kept words whose own class median the head predicts as that class."""
+    data, X = layer_data(setup, "hidden", LAST, form=form)
+    ctx = data.context
+    head = final_head(ctx)
+    y_train, y_test = ctx.y["train"], ctx.y["test"]  # every test word is sampled (< 500)
+    medians = np.stack([np.median(X["train"][y_train == c], axis=0) for c in range(ctx.n_classes)])
+    median_class = head.predict(torch.as_tensor(medians))
+    kept = y_test == 1 if form == "concept" else np.ones(len(y_test), dtype=bool)
+    clean = head.predict(run_with_edit(ctx.loaded, ctx.inputs("test")))
+    scores = intervention(np.arange(WIDTH), data, [0, WIDTH], rng())
+    assert by(scores, "clamp_noharm", 0) == pytest.approx(np.mean(clean[kept] == y_test[kept]), abs=1e-12)
+    expected = np.mean(median_class[y_test[kept]] == y_test[kept])
+    assert by(scores, "clamp_noharm", WIDTH) == pytest.approx(expected, abs=1e-12)
+    if form == "concept":  # negatives clamped to the same (concept) median: the same constant prediction
+        assert by(scores, "clamp_success", WIDTH) == by(scores, "clamp_noharm", WIDTH)
+
+
+# --- off-target specificity (TPP) -------------------------------------------------------------------------
+
+def recalls(predicted: np.ndarray, gold: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.array([np.mean(predicted[gold == j] == j) for j in range(n_classes)])
+
+
+def test_tpp_skips_multi_class_jobs(setup, caplog):
+    data, _ = layer_data(setup, "hidden", 1)
+    with caplog.at_level(logging.INFO, logger="bench.causal_scores"):
+        assert tpp(np.arange(WIDTH), data, [1, 5], rng()) == []
+    assert "TPP needs one per concept" in caplog.text
+
+
+@pytest.mark.parametrize("site,layer", [("hidden", 1), ("mlp", 2)])
+def test_tpp_matches_a_direct_per_class_recomputation(setup, site, layer):
+    """Every family test word is sampled (10 NOUN <= 250, 20 DET and 10 VERB <= 125), so an unbatched pass
+    with Edit.ablate and the family head's predictions must give the scorer's values exactly."""
+    data, X = layer_data(setup, site, layer, form="concept")
+    family = data.context.family
+    assert family.labels == ("DET", "NOUN", "VERB") and data.context.labels == ("OTHER", "NOUN")
+    ranking = np.random.default_rng(4).permutation(data.n_neurons)
+    scores = tpp(ranking, data, [0, 5], rng())
+    for metric in ("causal_tpp", "causal_tpp_intended", "causal_tpp_unintended"):
+        assert by(scores, metric, 0) == 0.0  # ablating nothing
+    head = final_head(family)
+    gold = family.y["test"]
+    inputs = family.inputs("test", batch_size=1)
+    means = site_states(family.loaded, family.inputs("train"), site, layer).mean(axis=0)
+    top = ranking[:5]
+    clean = recalls(head.predict(run_with_edit(family.loaded, inputs)), gold, 3)
+    ablated = recalls(head.predict(run_with_edit(family.loaded, inputs, site, layer, Edit.ablate(top, means[top]))),
+                      gold, 3)
+    drop = clean - ablated
+    assert by(scores, "causal_tpp_intended", 5) == pytest.approx(drop[1], abs=1e-12)
+    assert by(scores, "causal_tpp_unintended", 5) == pytest.approx((drop[0] + drop[2]) / 2, abs=1e-12)
+    assert by(scores, "causal_tpp", 5) == pytest.approx(drop[1] - (drop[0] + drop[2]) / 2, abs=1e-12)
+    assert no_hooks(family.loaded)
+
+
+def test_tpp_ablating_the_whole_last_layer_leaves_one_class(setup):
+    """Mean-ablating every final neuron makes the family head constant: recall 1 for the class it picks."""
+    data, _ = layer_data(setup, "hidden", LAST, form="concept")
+    family = data.context.family
+    head = final_head(family)
+    gold = family.y["test"]
+    clean = recalls(head.predict(run_with_edit(family.loaded, family.inputs("test"))), gold, 3)
+    means = site_states(family.loaded, family.inputs("train"), "hidden", LAST).mean(axis=0)
+    constant = np.zeros(3)
+    constant[head.predict(torch.as_tensor(means[None]))[0]] = 1.0
+    drop = clean - constant
+    scores = tpp(np.arange(WIDTH), data, [WIDTH], rng())
+    assert by(scores, "causal_tpp", WIDTH) == pytest.approx(drop[1] - (drop[0] + drop[2]) / 2, abs=1e-12)
+
+
+# --- LM readout ----------------------------------------------------------------------------------------------
+
+LM_ARCHS = {"llama": ({**DECODERS["llama"], "tie_word_embeddings": True}, LlamaForCausalLM, "model"),
+            "gpt2": (DECODERS["gpt2"], GPT2LMHeadModel, "transformer")}  # GPT-2 ties by default
+
+
+def lm_data(setup, arch: str, site: str = "hidden", layer: int = 1):
+    _, task, examples, _ = setup
+    config, _, _ = LM_ARCHS[arch]
+    loaded = load_model(f"tiny_{arch}_lm", {**TINY, "config": config, "decoder": True})
+    ctx = model_context(task, examples, loaded, pooling="last", site=site, layer=layer)
+    X = {s: site_states(loaded, ctx.inputs(s), site, layer) for s in SPLITS}
+    return LayerData(X, examples, context=ctx), X
+
+
+def causal_lm(loaded, arch: str):
+    """The transformers causal-LM class around the loaded base model's weights (lm_head tied to them)."""
+    config, cls, attr = LM_ARCHS[arch]
+    full = cls(loaded.model.config)
+    getattr(full, attr).load_state_dict(loaded.model.state_dict())
+    assert torch.equal(full.lm_head.weight, loaded.model.get_input_embeddings().weight)
+    return full.eval()
+
+
+@pytest.mark.parametrize("arch", sorted(LM_ARCHS))
+def test_lm_clean_loss_and_ablation_match_the_causal_lm_forward(setup, arch):
+    data, X = lm_data(setup, arch)
+    ctx = data.context
+    full = causal_lm(ctx.loaded, arch)
+    sentences, words = ctx.sentences["test"], ctx.words["test"]
+    ids, token_words = tokenize_words(ctx.loaded, sentences)
+    with torch.inference_mode():
+        logits = [full(input_ids=torch.tensor([i])).logits[0] for i in ids]
+    losses = []
+    for s, w in words:  # the token after the word's last piece (MiniLM's tokenizer ends with [SEP])
+        last = int(np.flatnonzero(token_words[s] == w)[-1])
+        losses.append(float(-torch.log_softmax(logits[s][last].double(), -1)[ids[s][last + 1]]))
+    ranking = np.random.default_rng(5).permutation(WIDTH)
+    scores = lm(ranking, data, [0, 4], rng())
+    assert by(scores, "causal_lm_clean_loss") == pytest.approx(np.mean(losses), abs=1e-5)
+    for metric in ("causal_lm_drop", "causal_lm_gain", "causal_lm_drop_random"):
+        assert by(scores, metric, 0) == 0.0  # ablating nothing
+    # the top-4 mean ablation, unreplicated: final states at the last piece through the causal LM's own head
+    top = ranking[:4]
+    inputs = model_inputs(ctx.loaded, sentences, words, "last")
+    states = run_with_edit(ctx.loaded, inputs, "hidden", 1, Edit.ablate(top, X["train"].mean(axis=0)[top]))
+    with torch.inference_mode():
+        logp = torch.log_softmax(full.lm_head(states).double(), -1)
+    following = [ids[s][int(np.flatnonzero(token_words[s] == w)[-1]) + 1] for s, w in words]
+    ablated = float(-logp[torch.arange(len(words)), torch.tensor(following)].mean())
+    assert by(scores, "causal_lm_drop", 4) == pytest.approx(ablated - np.mean(losses), abs=1e-5)
+    assert no_hooks(ctx.loaded)
+
+
+def test_lm_emits_nothing_without_a_tied_lm_head(setup, caplog):
+    encoder, _ = layer_data(setup, "hidden", 1)
+    with caplog.at_level(logging.WARNING, logger="bench.causal_scores"):
+        assert lm(np.arange(WIDTH), encoder, [1], rng()) == []
+    assert "no usable LM head: bert encoder" in caplog.text
+    _, task, examples, _ = setup
+    untied = load_model("tiny_llama_untied", {**TINY, "config": DECODERS["llama"], "decoder": True})
+    ctx = model_context(task, examples, untied, pooling="last", site="hidden", layer=1)
+    X = {s: site_states(untied, ctx.inputs(s), "hidden", 1) for s in SPLITS}
+    with caplog.at_level(logging.WARNING, logger="bench.causal_scores"):
+        assert lm(np.arange(WIDTH), LayerData(X, examples, context=ctx), [1], rng()) == []
+    assert "not tied" in caplog.text
+
+
+def test_concept_job_through_the_runner_reads_the_family(tmp_path):
+    """bench.run hands a concept job its task's multi-class form: tpp rows come out; the encoder has no LM
+    head, so lm writes none; job.json times each scorer."""
+    out = run_job(config(tmp_path, "task=templated_word_class", "task.concept=NOUN", "method=probeless",
+                         "layers=[2]", "scorers=[tpp,lm]"), "probeless")
+    records = read(out / "records.jsonl")
+    metrics = {r["metric"] for r in records}
+    assert {"causal_tpp", "causal_tpp_intended", "causal_tpp_unintended", "causal_tpp_auc"} == metrics
+    tpp_rows = [r for r in records if r["metric"] == "causal_tpp"]
+    assert {r["k"] for r in tpp_rows} == {1, 2, 3, 5, 10, 32} and all(-2.0 <= r["value"] <= 2.0 for r in tpp_rows)
+    timing = json.loads((out / "job.json").read_text())["layers"][0]
+    assert set(timing["scorers_s"]) == {"tpp", "lm"}

@@ -14,9 +14,9 @@ from bench.cache import ActivationCache
 from bench.errors import NeuronbenchError
 from bench.examples import select_examples
 from bench.extract import extract
-from bench.intervene import (Edit, FinalHead, ablation_sweep, edit_hook, final_head, integrated_gradients,
-                             mean_gold_log_prob, model_context, model_inputs, run_with_edit, site_states,
-                             word_refs)
+from bench.intervene import (Edit, FinalHead, ModelInputs, WordBatch, ablation_sweep, edit_hook, final_head,
+                             integrated_gradients, mean_gold_log_prob, model_context, model_inputs, next_token_ids,
+                             run_with_edit, site_states, tied_lm_head, word_refs)
 from bench.models import load_model
 from bench.probe import LogisticProbe
 from methods.attribution import integrated_gradients as closed_form_ig
@@ -329,3 +329,30 @@ def test_decoder_sites_and_sweep(setup, arch):
             swept = ablation_sweep(loaded, ctx.inputs("dev", batch_size=batch_size), site, layer, neurons,
                                    values, head, gold, block=2)
             np.testing.assert_allclose(swept, loop, rtol=1e-5, atol=1e-5)
+
+
+# --- the LM head and the token after a word ------------------------------------------------------------
+
+def test_next_token_ids_and_sentence_ends():
+    """Two padded rows; the word read at the last real token of a row has no next token (-1)."""
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 10, 11]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    pool = torch.zeros((4, 8))
+    for word, column in enumerate([1, 2, 4, 7]):  # (row 0, col 1), (0, 2), (1, 0), (1, 3)
+        pool[word, column] = 1.0
+    empty = torch.zeros(0, dtype=torch.long)
+    batch = WordBatch(input_ids=ids, attention_mask=mask, words=np.array([3, 0, 2, 1]), piece_rows=empty,
+                      piece_cols=empty, piece_word=empty, pool=pool)
+    inputs = ModelInputs(batches=[batch], n_words=4, pooling="last", per_word=False)
+    assert next_token_ids(inputs).tolist() == [-1, -1, 9, 7]
+
+
+def test_tied_lm_head_table(setup):
+    loaded = setup[0]
+    assert tied_lm_head(loaded)[0] is None and "encoder" in tied_lm_head(loaded)[1]
+    tied = load_model("tiny_gpt2", {**TINY, "config": DECODERS["gpt2"], "decoder": True})
+    weight, _ = tied_lm_head(tied)
+    assert weight is tied.model.get_input_embeddings().weight  # GPT-2 ties by default
+    untied = load_model("tiny_llama", {**TINY, "config": DECODERS["llama"], "decoder": True})
+    assert tied_lm_head(untied) == (None, "the output embedding is not tied to the input one, and AutoModel "
+                                          "does not load lm_head")
