@@ -2,11 +2,13 @@
 
 Raw scores are not comparable across tasks, models and layers, so methods are ranked within each cell and the
 headline is their mean rank, shown beside seed spread, baselines and chance levels (design.md#leaderboard).
+`summarize` computes everything once; `render_markdown` here and `leaderboard.html` render the same summary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import reduce
 
 import pandas as pd
@@ -26,16 +28,24 @@ RANKED_METRICS = (
     "selectivity_gaussian", "selectivity_auc_gaussian", "ablate_drop_top", "ablate_keep_top", "min_subset_saving",
     "avg_overlap", "avg_rank_corr", "neuron_vote", "stab_seed", "planted_rprec", "planted_ap", "planted_recall",
     "causal_drop", "causal_gain", "causal_drop_auc", "translate_success", "clamp_success", "faith_cpr", "faith_cmd",
+    "causal_tpp", "causal_tpp_auc", "causal_lm_drop", "causal_lm_gain", "causal_lm_drop_auc", "causal_lm_gain_auc",
+    "stab_boot",
 )
-# Columns of the method tables, in display order; per-k metrics are shown at the headline k.
+# Context only, never ranked: clamp_noharm (irrelevant neurons keep the clean accuracy, so a useless ranking would
+# tie a good one), the tpp/lm components and bootstrap companions (stab_boot_pairwise, stab_boot_rho).
+# Columns of the method tables, in display order; per-k metrics are shown at the headline k. `ablate_drop_bottom`
+# is the bottom-k baseline of each method's own ranking (context, not ranked: a good ranking's bottom-k matter little).
 HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_auc_gaussian", "probe_acc", "selectivity",
-                    "ablate_drop_top", "min_subset_saving", "avg_overlap", "neuron_vote", "stab_seed",
-                    "planted_rprec", "causal_gain", "translate_success", "faith_cpr")
+                    "ablate_drop_top", "ablate_drop_bottom", "min_subset_saving", "avg_overlap", "neuron_vote",
+                    "stab_seed", "planted_rprec", "causal_gain", "translate_success", "faith_cpr")
 # The k grid K of reference.md#metric-probe-acc; ablation adds %-of-D budgets and overlap has its own grid, so
 # those only define the headline k where no probe was scored.
 GRID_METRICS = ("probe_acc", "selectivity", "probe_acc_gaussian", "selectivity_gaussian")
 DEPTH_METRIC = "probe_acc"
 BASELINE_METHODS = frozenset({"random"})
+BUILTIN_SOURCE = "builtin"
+SUBMISSION_PREFIX = "submission:"
+CONTEXT_SOURCE = "context"  # rows that are no method (the all-neuron probe), shown under their own name
 
 AGGREGATE_KEYS = ["source", "task", "concept", "model", "layer", "site", "method", "metric", "k", "other"]
 # `other` is null for every ranked metric; keeping it in the cell stops a future pairwise metric from ranking a
@@ -44,6 +54,7 @@ CELL_KEYS = ["task", "concept", "model", "layer", "site", "metric", "k", "other"
 METHOD_KEYS = ["source", "method"]
 RANK_DECIMALS = 12  # equal scores averaged in a different order must still tie
 HEADLINE_SUFFIX = "@k*"
+MISSING = "—"
 
 # Provenance that must not vary inside a compared group (reference.md: results from different task versions or
 # poolings are never compared).
@@ -97,15 +108,52 @@ def _headline_ks(records: pd.DataFrame, headline_k: int) -> pd.Series:
     return from_grid.combine_first(from_any).reindex(groups).astype("Int64").rename("headline_k")
 
 
+@dataclass(frozen=True)
+class Group:
+    """One task x model section of the board."""
+    task: str
+    model: str
+    k: object  # the group's headline k (pd.NA where the group has no per-k records)
+    records: pd.DataFrame
+    board: pd.DataFrame
+    headline: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything the renderers read, computed once from the records."""
+    records: pd.DataFrame  # checked records, one row per seed
+    board: pd.DataFrame  # aggregated over seeds, ranked within cells
+    ks: pd.Series  # headline k per (task, model)
+    headline: pd.DataFrame  # records of HEADLINE_METRICS at their headline k, with their column `label`
+    labels: list  # headline column labels present, in HEADLINE_METRICS order
+    headline_k: int
+
+    def groups(self) -> Iterator[Group]:
+        boards = dict(tuple(self.board.groupby(["task", "model"])))
+        headlines = dict(tuple(self.headline.groupby(["task", "model"])))
+        for (task, model), records in self.records.groupby(["task", "model"]):
+            yield Group(task, model, self.ks[(task, model)], records, boards[(task, model)],
+                        headlines.get((task, model), self.headline.iloc[:0]))
+
+
+def summarize(records: pd.DataFrame, headline_k: int = 10) -> Summary:
+    """Check, aggregate and rank the records, and pick each group's headline k and headline values."""
+    records = _checked(records)
+    ks = _headline_ks(records, headline_k)
+    headline = _headline_records(records, ks)
+    return Summary(records, rank_cells(_aggregate(records)), ks, headline, _headline_labels(headline), headline_k)
+
+
 def build_board(records: pd.DataFrame, headline_k: int = 10) -> tuple[str, pd.DataFrame]:
     """The leaderboard page (Markdown) and its long table (one row per aggregated record, with ranks) for the CSV."""
-    records = _checked(records)
-    board = rank_cells(_aggregate(records))
-    ks = _headline_ks(records, headline_k)
-    markdown = _render(records, board, ks, headline_k)
-    table = board.sort_values(["task", "model", "site", "layer", "concept", "metric", "k", "other", "rank", "method",
-                               "source"], na_position="last", ignore_index=True)
-    return markdown, table
+    summary = summarize(records, headline_k)
+    return render_markdown(summary), long_table(summary)
+
+
+def long_table(summary: Summary) -> pd.DataFrame:
+    return summary.board.sort_values(["task", "model", "site", "layer", "concept", "metric", "k", "other", "rank",
+                                      "method", "source"], na_position="last", ignore_index=True)
 
 
 def _checked(records: pd.DataFrame) -> pd.DataFrame:
@@ -131,34 +179,144 @@ def _checked(records: pd.DataFrame) -> pd.DataFrame:
                           chance=pd.to_numeric(records["chance"]).astype(float))
 
 
-def _render(records: pd.DataFrame, board: pd.DataFrame, ks: pd.Series, headline_k: int) -> str:
-    headline = _headline_records(records, ks)
-    labels = _headline_labels(headline)
+def method_label(source, method) -> str:
+    """Display name of a (source, method) identity: submissions are marked, so they never pass for built-ins."""
+    if source == BUILTIN_SOURCE:
+        return f"{method} (baseline)" if method in BASELINE_METHODS else str(method)
+    if source == CONTEXT_SOURCE:
+        return str(method)
+    if isinstance(source, str) and source.startswith(SUBMISSION_PREFIX):
+        name = source[len(SUBMISSION_PREFIX):]
+        return f"{method} (submission)" if name in ("", method) else f"{method} (submission {name})"
+    return f"{method} ({source})"
+
+
+def method_ranking(board: pd.DataFrame) -> pd.DataFrame:
+    """One row per (source, method) of `board`, best mean rank first: `name`, `mean_rank` and `cells`, the number
+    of cells it was ranked in (those it shares with at least one other method; NaN mean rank if none)."""
+    shared = _shared_cells(board, [*METHOD_KEYS, "rank"])
+    ranks = shared.groupby(METHOD_KEYS)["rank"].agg(mean_rank="mean", cells="size")
+    methods = pd.MultiIndex.from_frame(board[METHOD_KEYS].drop_duplicates())
+    table = ranks.reindex(methods).reset_index()
+    table = table.sort_values(["mean_rank", "method", "source"], na_position="last", ignore_index=True)
+    names = [method_label(source, method) for source, method in zip(table["source"], table["method"])]
+    return table.assign(cells=table["cells"].fillna(0).astype(int), name=names)
+
+
+def ranked_cell_count(board: pd.DataFrame) -> int:
+    """Cells with at least two methods ranked: the most `cells` a method can reach."""
+    return len(_shared_cells(board, CELL_KEYS).drop_duplicates())
+
+
+def _shared_cells(board: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`columns` of the ranked rows whose cell has at least two methods (selected first: boards are wide)."""
+    return board.loc[board["rank"].notna() & (board["n_methods"].fillna(0) >= 2), columns]
+
+
+def headline_stats(headline: pd.DataFrame) -> pd.DataFrame:
+    """Mean/std/count over seeds of each (source, method, headline column)."""
+    return seed_summary(headline, [*METHOD_KEYS, "label"])
+
+
+def depth_stats(records: pd.DataFrame, k) -> pd.DataFrame:
+    """`DEPTH_METRIC@k` per (source, method, layer) over seeds, plus the all-neuron probe as a context row."""
+    at_k = records[(records["metric"] == DEPTH_METRIC) & (records["k"] == k).fillna(False)]
+    per_method = seed_summary(at_k, [*METHOD_KEYS, "layer"])
+    ceiling = seed_summary(records[records["metric"] == "acc_all"], ["layer"]).assign(
+        source=CONTEXT_SOURCE, method="all neurons (acc_all)")
+    return pd.concat([per_method, ceiling], ignore_index=True)
+
+
+def context_items(records: pd.DataFrame, k) -> list[tuple[str, float]]:
+    """Chance levels and baselines that a group's numbers should be read against: (description, value) pairs,
+    NaN where the records have none. Descriptions mark record names with backticks."""
+    at_k = (records["k"] == k).fillna(False)
+    curve_level = records[records["k"].isna()].groupby("metric")["value"].mean()
+    per_k = records[at_k].groupby("metric")["value"].mean()
+    chance = records.loc[at_k & records["metric"].isin(["avg_overlap", "jaccard"]), "chance"].mean()
+    k_text = format_k(k)
+    return [
+        ("majority", curve_level.get("majority", float("nan"))),
+        ("all neurons (`acc_all`, mean over layers)", curve_level.get("acc_all", float("nan"))),
+        (f"random-{k_text} kept (`ablate_keep_random@{k_text}`)", per_k.get("ablate_keep_random", float("nan"))),
+        (f"random-{k_text} drop (`ablate_drop_random@{k_text}`)", per_k.get("ablate_drop_random", float("nan"))),
+        (f"chance Jaccard@{k_text}", chance),
+    ]
+
+
+def seed_summary(records: pd.DataFrame, by: list) -> pd.DataFrame:
+    """Average over everything but `by` within each seed, then mean/std/count over seeds.
+
+    Averaging per seed first keeps the ± a spread over seeds of the number shown, not a mix of cell stds.
+    """
+    per_seed = records.groupby([*by, "seed"], dropna=False)["value"].mean().reset_index()
+    over_seeds = per_seed.groupby(by, dropna=False)["value"]
+    return pd.DataFrame({"mean": over_seeds.mean(), "std": over_seeds.std(ddof=0),
+                         "count": over_seeds.count()}).reset_index()
+
+
+def format_stats(stats: pd.DataFrame) -> pd.Series:
+    """`mean±std` over seeds, the bare mean for a single seed, MISSING for no value."""
+    text = _format_numbers(stats["mean"])
+    with_spread = text + "±" + _format_numbers(stats["std"])
+    return with_spread.where(stats["count"] > 1, text).where(stats["mean"].notna(), MISSING)
+
+
+def _format_numbers(values: pd.Series) -> pd.Series:
+    return values.map(format_number).astype(str)
+
+
+def format_number(value) -> str:
+    return MISSING if pd.isna(value) else f"{value:.3f}"
+
+
+def format_k(k) -> str:
+    return MISSING if pd.isna(k) else str(int(k))
+
+
+def column_label(label: str, k) -> str:
+    """A headline column label with the group's own headline k in place of `@k*`."""
+    return label.replace(HEADLINE_SUFFIX, f"@{format_k(k)}")
+
+
+def cost_summary(costs: pd.DataFrame, by: tuple = ("task", "model")) -> pd.DataFrame:
+    """Median `rank()` wall seconds and peak MiB per (*by, source, method) over everything else (layers, sites,
+    seeds; reference.md#metric-cost): shown, never ranked."""
+    wide = (costs.pivot_table(index=[*by, *METHOD_KEYS], columns="metric", values="value", aggfunc="median")
+            .reindex(columns=["cost_time_s", "cost_peak_mem_b"]).reset_index())
+    names = [method_label(source, method) for source, method in zip(wide["source"], wide["method"])]
+    return wide[[*by, *METHOD_KEYS]].assign(name=names, time_s=wide["cost_time_s"],
+                                            peak_mib=wide["cost_peak_mem_b"] / 2**20)
+
+
+# --- Markdown ------------------------------------------------------------------------------------------------------
+
+
+def render_markdown(summary: Summary) -> str:
     sections = [
         "# neuronbench leaderboard",
         "Test-split scores, mean over seeds (±std over seeds where there is more than one). Methods are ranked "
         "within each cell (task × concept × model × layer × site × metric × k; 1 = best, ties share the average "
         f"rank) on {', '.join(f'`{metric}`' for metric in RANKED_METRICS)}, and the headline is the mean rank over "
-        "the cells a method shares with at least one other method (`cells` shows coverage). "
-        f"`@k*` is the headline k: the largest k <= {headline_k} in each task/model grid.",
+        f"the cells a method shares with at least one other method (`cells` shows coverage, out of "
+        f"{ranked_cell_count(summary.board)}). `@k*` is the headline k: the largest k <= {summary.headline_k} in "
+        "each task/model grid. Submitted methods are marked `(submission)`; `ablate_drop_bottom` (each method's "
+        "bottom-k removed) is a baseline, not ranked.",
         "## Overall",
-        _method_markdown(_method_table(board, headline, labels)),
+        _method_markdown(method_ranking(summary.board), summary.headline, summary.labels),
     ]
-    boards = dict(tuple(board.groupby(["task", "model"])))
-    headlines = dict(tuple(headline.groupby(["task", "model"])))
-    for (task, model), group_records in records.groupby(["task", "model"]):
-        k = ks[(task, model)]
-        group_labels = {label: label.replace(HEADLINE_SUFFIX, f"@{_format_k(k)}") for label in labels}
-        group_table = _method_table(boards[(task, model)], headlines.get((task, model), headline.iloc[:0]), labels)
+    for group in summary.groups():
+        k = group.k
+        table = method_ranking(group.board)
         sections += [
-            f"## {task} · {model} (k* = {_format_k(k)})",
-            _method_markdown(group_table.rename(columns=group_labels)),
-            _context_line(group_records, k),
+            f"## {group.task} · {group.model} (k* = {format_k(k)})",
+            _method_markdown(table, group.headline, summary.labels, k),
+            "Context: " + " · ".join(f"{text} {format_number(value)}" for text, value in context_items(group.records, k)),
         ]
-        for site, site_records in group_records.groupby("site"):
+        for site, site_records in group.records.groupby("site"):
             sections += [
-                f"### `{DEPTH_METRIC}@{_format_k(k)}` by layer, site `{site}`",
-                _depth_markdown(site_records, group_table, k),
+                f"### `{DEPTH_METRIC}@{format_k(k)}` by layer, site `{site}`",
+                _depth_markdown(site_records, table, k),
             ]
     return "\n\n".join(sections) + "\n"
 
@@ -179,94 +337,33 @@ def _headline_labels(headline: pd.DataFrame) -> list[str]:
     return present.sort_values(["position", "per_k"])["label"].tolist()
 
 
-def _method_table(board: pd.DataFrame, headline: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """One row per (source, method) ordered by mean rank, with formatted headline values."""
-    shared = board[board["rank"].notna() & (board["n_methods"].fillna(0) >= 2)]
-    ranks = shared.groupby(METHOD_KEYS)["rank"].agg(mean_rank="mean", cells="size")
-    stats = _seed_summary(headline, [*METHOD_KEYS, "label"])
-    values = stats.assign(text=_format_stats(stats)).pivot(index=METHOD_KEYS, columns="label", values="text")
-    methods = pd.MultiIndex.from_frame(board[METHOD_KEYS].drop_duplicates())
-    table = ranks.reindex(methods).join(values.reindex(columns=labels)).reset_index()
-    table = table.sort_values(["mean_rank", "method", "source"], na_position="last", ignore_index=True)
-    return table.assign(cells=table["cells"].fillna(0).astype(int))
-
-
-def _method_markdown(table: pd.DataFrame) -> str:
+def _method_markdown(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str], k=None) -> str:
+    stats = headline_stats(headline)
+    values = stats.assign(text=format_stats(stats)).pivot(index=METHOD_KEYS, columns="label", values="text")
+    values = values.reindex(index=pd.MultiIndex.from_frame(ranking[METHOD_KEYS]), columns=labels)
     shown = pd.DataFrame({
-        "method": _method_names(table["method"]),
-        "source": table["source"],
-        "mean rank": _format_numbers(table["mean_rank"]),
-        "cells": table["cells"].astype(str),
-    }).join(table.drop(columns=[*METHOD_KEYS, "mean_rank", "cells"]).fillna("n/a"))
-    return _markdown_table(shown, left_columns=2)
+        "method": ranking["name"],
+        "mean rank": _format_numbers(ranking["mean_rank"]),
+        "cells": ranking["cells"].astype(str),
+    })
+    for label in labels:
+        shown[label if k is None else column_label(label, k)] = values[label].fillna(MISSING).to_numpy()
+    return _markdown_table(shown, left_columns=1)
 
 
-def _depth_markdown(records: pd.DataFrame, method_order: pd.DataFrame, k) -> str:
+def _depth_markdown(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
     """Rows = methods (in the group's rank order) plus the all-neuron probe; columns = layers."""
-    at_k = records[(records["metric"] == DEPTH_METRIC) & (records["k"] == k).fillna(False)]
-    per_method = _seed_summary(at_k, [*METHOD_KEYS, "layer"])
-    ceiling = _seed_summary(records[records["metric"] == "acc_all"], ["layer"]).assign(
-        source="context", method="all neurons (acc_all)")
-    stats = pd.concat([per_method, ceiling], ignore_index=True)
+    stats = depth_stats(records, k)
     layers = sorted(records["layer"].unique())
-    grid = stats.assign(text=_format_stats(stats)).pivot(index=METHOD_KEYS, columns="layer", values="text")
-    rows = method_order[METHOD_KEYS].drop_duplicates()
-    if len(ceiling):
-        rows = pd.concat([rows, ceiling[METHOD_KEYS].drop_duplicates()], ignore_index=True)
-    grid = grid.reindex(index=pd.MultiIndex.from_frame(rows), columns=layers).fillna("n/a")
-    grid.columns = [f"L{layer}" for layer in layers]
-    grid = grid.reset_index()
-    grid = grid.assign(method=_method_names(grid["method"]))[["method", "source", *grid.columns[2:]]]
-    return _markdown_table(grid, left_columns=2)
-
-
-def _context_line(records: pd.DataFrame, k) -> str:
-    """Chance levels and baselines that the group's numbers should be read against."""
-    at_k = (records["k"] == k).fillna(False)
-    curve_level = records[records["k"].isna()].groupby("metric")["value"].mean()
-    per_k = records[at_k].groupby("metric")["value"].mean()
-    chance = records.loc[at_k & records["metric"].isin(["avg_overlap", "jaccard"]), "chance"].mean()
-    k_text = _format_k(k)
-    parts = [
-        f"majority {_format_number(curve_level.get('majority'))}",
-        f"all neurons (`acc_all`, mean over layers) {_format_number(curve_level.get('acc_all'))}",
-        f"random-{k_text} drop (`ablate_drop_random@{k_text}`) {_format_number(per_k.get('ablate_drop_random'))}",
-        f"chance Jaccard@{k_text} {_format_number(chance)}",
-    ]
-    return "Context: " + " · ".join(parts)
-
-
-def _seed_summary(records: pd.DataFrame, by: list) -> pd.DataFrame:
-    """Average over everything but `by` within each seed, then mean/std/count over seeds.
-
-    Averaging per seed first keeps the ± a spread over seeds of the number shown, not a mix of cell stds.
-    """
-    per_seed = records.groupby([*by, "seed"], dropna=False)["value"].mean().reset_index()
-    over_seeds = per_seed.groupby(by, dropna=False)["value"]
-    return pd.DataFrame({"mean": over_seeds.mean(), "std": over_seeds.std(ddof=0),
-                         "count": over_seeds.count()}).reset_index()
-
-
-def _format_stats(stats: pd.DataFrame) -> pd.Series:
-    text = _format_numbers(stats["mean"])
-    with_spread = text + "±" + _format_numbers(stats["std"])
-    return with_spread.where(stats["count"] > 1, text).where(stats["mean"].notna(), "n/a")
-
-
-def _format_numbers(values: pd.Series) -> pd.Series:
-    return values.map(_format_number).astype(str)
-
-
-def _format_number(value) -> str:
-    return "n/a" if pd.isna(value) else f"{value:.3f}"
-
-
-def _format_k(k) -> str:
-    return "n/a" if pd.isna(k) else str(int(k))
-
-
-def _method_names(methods: pd.Series) -> pd.Series:
-    return methods.where(~methods.isin(BASELINE_METHODS), methods + " (baseline)")
+    grid = stats.assign(text=format_stats(stats)).pivot(index=METHOD_KEYS, columns="layer", values="text")
+    rows = ranking[METHOD_KEYS]
+    ceiling = stats.loc[stats["source"] == CONTEXT_SOURCE, METHOD_KEYS].drop_duplicates()
+    rows = pd.concat([rows, ceiling], ignore_index=True)
+    grid = grid.reindex(index=pd.MultiIndex.from_frame(rows), columns=layers).fillna(MISSING)
+    shown = pd.DataFrame({"method": [method_label(source, method) for source, method in grid.index]})
+    for layer in layers:
+        shown[f"L{layer}"] = grid[layer].to_numpy()
+    return _markdown_table(shown, left_columns=1)
 
 
 def _markdown_table(table: pd.DataFrame, left_columns: int) -> str:
@@ -279,14 +376,10 @@ def _markdown_table(table: pd.DataFrame, left_columns: int) -> str:
 
 
 def cost_markdown(costs: pd.DataFrame) -> str:
-    """Median wall time and peak memory of `rank()` per method and task/model: shown, never ranked
-    (reference.md#metric-cost); medians over layers, sites and seeds."""
-    wide = (costs.pivot_table(index=["task", "model", "method"], columns="metric", values="value",
-                              aggfunc="median")
-            .reindex(columns=["cost_time_s", "cost_peak_mem_b"]).reset_index())
-    wide["cost_time_s"] = wide["cost_time_s"].map(lambda v: f"{v:.3f}")
-    wide["cost_peak_mem_b"] = (wide["cost_peak_mem_b"] / 2**20).map(lambda v: f"{v:.1f}")
-    wide = wide.rename(columns={"cost_time_s": "rank() s (median)",
-                                "cost_peak_mem_b": "peak MiB (median)"})
+    """The cost section: median wall time and peak memory of `rank()` per method and task/model (never ranked)."""
+    summary = cost_summary(costs)
+    shown = pd.DataFrame({"task": summary["task"], "model": summary["model"], "method": summary["name"],
+                          "rank() s (median)": summary["time_s"].map(lambda v: f"{v:.3f}"),
+                          "peak MiB (median)": summary["peak_mib"].map(lambda v: f"{v:.1f}")})
     return ("## Cost of `rank()`\n\nMeasurements on this machine, single-threaded BLAS; "
-            "not ranked.\n\n" + _markdown_table(wide, left_columns=3))
+            "not ranked.\n\n" + _markdown_table(shown, left_columns=3))

@@ -12,42 +12,111 @@ import pandas as pd
 from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
-from leaderboard.board import build_board, cost_markdown
+from leaderboard.board import cost_markdown, long_table, render_markdown, summarize
+from leaderboard.html import render_html
+from leaderboard.check import GOLDEN_DIR, check
 from leaderboard.records import agreement_records, read_records
+from leaderboard.submission import export, score, validate
 
 
 def build(results: Path, headline_k: int) -> Path:
-    """Merge job records with agreement records; write leaderboard.md and leaderboard.csv."""
+    """Merge job records with agreement records; write leaderboard.md, leaderboard.csv and leaderboard.html (the
+    same board as one self-contained page with plots)."""
     records = read_records(results)
     overlap = agreement_records(records, results)
     merged = pd.concat([records, overlap], ignore_index=True) if len(overlap) else records
-    markdown, table = build_board(merged, headline_k=headline_k)
-    if list(results.glob("runs/**/cost.jsonl")):
-        markdown += "\n\n" + cost_markdown(read_records(results, "cost.jsonl")) + "\n"
+    summary = summarize(merged, headline_k=headline_k)
+    markdown = render_markdown(summary)
+    costs = read_records(results, "cost.jsonl") if list(results.glob("runs/**/cost.jsonl")) else None
+    if costs is not None:
+        markdown += "\n\n" + cost_markdown(costs) + "\n"
     atomic_write_bytes(results / "leaderboard.md", markdown.encode())
-    atomic_write_bytes(results / "leaderboard.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(results / "leaderboard.csv", long_table(summary).to_csv(index=False).encode())
+    atomic_write_bytes(results / "leaderboard.html", render_html(summary, costs).encode())
     return results / "leaderboard.md"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuronbench-board", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    build_cmd = sub.add_parser("build", help="records -> results/leaderboard.md and .csv")
+    build_cmd = sub.add_parser("build", help="records -> results/leaderboard.md, .csv and .html")
     build_cmd.add_argument("--results", type=Path, default=Path("results"))
     build_cmd.add_argument("--headline-k", type=int, default=10)
     build_cmd.add_argument("--print", action="store_true", help="print the Markdown board")
-    args = parser.parse_args(argv)
+    _add_submission_commands(sub)
+    args, extra = parser.parse_known_args(argv)  # score's overrides may follow its options (argparse stops early)
+    if extra and (args.command != "score" or not all("=" in item for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides += extra
     single_threaded_blas()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command != "build":
+            return COMMANDS[args.command](args)
         path = build(args.results, args.headline_k)
     except NeuronbenchError as err:
         print(f"neuronbench-board: error: {err}", file=sys.stderr)
         return 2
     if args.print:
         print(path.read_text())
-    print(f"wrote {path} and {path.with_suffix('.csv')}", file=sys.stderr)
+    print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}", file=sys.stderr)
     return 0
+
+
+def _add_submission_commands(sub) -> None:
+    """validate / score / export submissions (leaderboard/submission.py) and the golden check (leaderboard/check.py)."""
+    validate_cmd = sub.add_parser("validate", help="check a submission folder; one line per problem")
+    validate_cmd.add_argument("folder", type=Path)
+    score_cmd = sub.add_parser("score", help="score a valid submission into a results folder, like a method")
+    score_cmd.add_argument("folder", type=Path)
+    score_cmd.add_argument("overrides", nargs="*", help="runner overrides, e.g. scorers=[probe_acc] ks=[1,10]")
+    score_cmd.add_argument("--results", type=Path, default=Path("results"))
+    score_cmd.add_argument("--model", action="append", help="score only this model's rankings (repeatable)")
+    score_cmd.add_argument("--force", action="store_true", help="rescore jobs whose records exist")
+    export_cmd = sub.add_parser("export", help="copy a method's saved rankings into a new submission folder")
+    export_cmd.add_argument("out", type=Path, help="the new submission folder, named after the submission")
+    export_cmd.add_argument("--results", type=Path, default=Path("results"))
+    export_cmd.add_argument("--method", required=True, help="the method whose rankings the results hold")
+    export_cmd.add_argument("--author", action="append", default=[], help="repeatable")
+    for field in ("contact", "url", "description"):
+        export_cmd.add_argument(f"--{field}", default="")
+    check_cmd = sub.add_parser("check", help="rerun built-in methods on fixed cells; compare with the goldens")
+    check_cmd.add_argument("--golden", type=Path, default=GOLDEN_DIR, help="folder with check.yaml and golden.json")
+    check_cmd.add_argument("--methods", help="comma-separated subset (default: check.yaml's `methods`)")
+    check_cmd.add_argument("--update", action="store_true", help="rewrite golden.json from this run")
+
+
+def _validate(args) -> int:
+    problems = validate(args.folder)
+    for problem in problems:
+        print(f"{args.folder}: {problem}")
+    if not problems:
+        print(f"{args.folder}: valid")
+    return 1 if problems else 0
+
+
+def _score(args) -> int:
+    outs = score(args.folder, args.results, args.overrides, models=args.model, force=args.force)
+    print(f"scored {len(outs)} jobs into {args.results}; `neuronbench-board build` shows them", file=sys.stderr)
+    return 0
+
+
+def _export(args) -> int:
+    path = export(args.results, args.method, args.out.name, args.out,
+                  {"authors": args.author, "contact": args.contact, "url": args.url, "description": args.description})
+    print(f"wrote {path.parent}; fill in its fields, then `neuronbench-board validate {path.parent}`", file=sys.stderr)
+    return 0
+
+
+def _check(args) -> int:
+    methods = args.methods.split(",") if args.methods else None
+    passed, lines = check(args.golden, methods=methods, update=args.update)
+    print("\n".join(lines))
+    return 0 if passed else 1
+
+
+COMMANDS = {"validate": _validate, "score": _score, "export": _export, "check": _check}
 
 
 if __name__ == "__main__":

@@ -59,9 +59,10 @@ def agreement_records(records: pd.DataFrame, results: Path) -> pd.DataFrame:
             continue
         first = cell.iloc[0]
         base = {c: first[c] for c in CELL}
+        sources = dict(zip(cell["method"], cell["source"]))  # builtin or submission:<name>, per method
         for method, other, score in agreement(rankings):
-            rows.append({**base, "method": method, "other": other, "metric": score.metric,
-                         "k": score.k, "value": score.value, "chance": score.chance})
+            rows.append({**base, "source": sources[method], "method": method, "other": other,
+                         "metric": score.metric, "k": score.k, "value": score.value, "chance": score.chance})
     stability = seed_stability_records(records, results)
     frames = [frame for frame in (pd.DataFrame(rows), stability) if len(frame)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -99,7 +99,7 @@ def test_context_and_unknown_metrics_are_kept_but_not_ranked():
     assert "brand_new_metric" in set(table["metric"])
     overall = section(markdown, "## Overall")
     assert table_methods(overall) == ["b", "a"]
-    assert [line.split(" | ")[3] for line in overall[2:]] == ["1", "1"]
+    assert [line.split(" | ")[2] for line in overall[2:]] == ["1", "1"]
 
 
 def test_method_missing_from_a_cell_is_left_out_of_that_cell_only():
@@ -110,7 +110,7 @@ def test_method_missing_from_a_cell_is_left_out_of_that_cell_only():
     assert layer_one["rank"].to_dict() == {"a": 1.0, "b": 2.0}
     assert (layer_one["n_methods"] == 2).all()
     markdown, _ = build_board(records)
-    cells = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[3]
+    cells = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[2]
              for line in section(markdown, "## Overall")[2:]}
     assert cells == {"a": "6", "partial": "3", "b": "6"}
 
@@ -123,18 +123,18 @@ def test_overall_table_lists_methods_in_mean_rank_order_with_baseline_marked():
     )
     markdown, _ = build_board(records)
     overall = section(markdown, "## Overall")
-    assert overall[0] == "| method | source | mean rank | cells | probe_auc | probe_acc@k* |"
-    assert overall[1] == "|---|---|---:|---:|---:|---:|"
+    assert overall[0] == "| method | mean rank | cells | probe_auc | probe_acc@k* |"
+    assert overall[1] == "|---|---:|---:|---:|---:|"
     assert table_methods(overall) == ["lca", "probeless", "random (baseline)"]
-    assert overall[2] == "| lca | builtin | 1.000 | 7 | 0.750±0.050 | 0.900±0.000 |"
+    assert overall[2] == "| lca | 1.000 | 7 | 0.750±0.050 | 0.900±0.000 |"
     assert markdown.index("## Overall") < markdown.index("## pos · tiny (k* = 10)")
 
 
-def test_missing_headline_value_shows_na():
+def test_missing_headline_value_shows_a_dash():
     records = make_records(*probe_grid({"a": 0.9, "b": 0.5}),
                            {"method": "a", "metric": "probe_auc", "value": 0.7})
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[3] == "| b | builtin | 2.000 | 6 | n/a | 0.500 |"
+    assert overall[3] == "| b | 2.000 | 6 | — | 0.500 |"
 
 
 def test_headline_k_is_the_largest_grid_k_not_above_the_target():
@@ -148,7 +148,7 @@ def test_headline_k_is_the_largest_grid_k_not_above_the_target():
     assert headline_ks(records, headline_k=4).to_dict() == {("pos", "narrow"): 3, ("pos", "wide"): 1}
     markdown, _ = build_board(records)
     assert "## pos · narrow (k* = 8)" in markdown
-    assert section(markdown, "## pos · narrow (k* = 8)")[0] == "| method | source | mean rank | cells | probe_acc@8 |"
+    assert section(markdown, "## pos · narrow (k* = 8)")[0] == "| method | mean rank | cells | probe_acc@8 |"
 
 
 def test_per_layer_table_shows_depth_curve_with_all_neuron_row():
@@ -157,9 +157,9 @@ def test_per_layer_table_shows_depth_curve_with_all_neuron_row():
         *({"method": "a", "metric": "acc_all", "layer": layer, "value": 0.95} for layer in (0, 1, 2)),
     )
     depth = section(build_board(records)[0], "### `probe_acc@10` by layer, site `hidden`")
-    assert depth[0] == "| method | source | L0 | L1 | L2 |"
-    assert depth[2:] == ["| a | builtin | 0.900 | 0.900 | 0.900 |", "| b | builtin | 0.600 | 0.600 | 0.600 |",
-                         "| all neurons (acc_all) | context | 0.950 | 0.950 | 0.950 |"]
+    assert depth[0] == "| method | L0 | L1 | L2 |"
+    assert depth[2:] == ["| a | 0.900 | 0.900 | 0.900 |", "| b | 0.600 | 0.600 | 0.600 |",
+                         "| all neurons (acc_all) | 0.950 | 0.950 | 0.950 |"]
 
 
 def test_context_line_reports_chance_levels_at_headline_k():
@@ -169,17 +169,29 @@ def test_context_line_reports_chance_levels_at_headline_k():
         {"method": "a", "metric": "acc_all", "value": 0.95},
         {"method": "a", "metric": "ablate_drop_random", "k": 10, "value": 0.02},
         {"method": "a", "metric": "ablate_drop_random", "k": 5, "value": 0.5},
+        {"method": "a", "metric": "ablate_keep_random", "k": 10, "value": 0.61},
         {"method": "a", "metric": "avg_overlap", "k": 10, "value": 0.3, "chance": 0.007},
     )
     markdown, _ = build_board(records)
     assert ("Context: majority 0.400 · all neurons (`acc_all`, mean over layers) 0.950 · "
-            "random-10 drop (`ablate_drop_random@10`) 0.020 · chance Jaccard@10 0.007") in markdown
+            "random-10 kept (`ablate_keep_random@10`) 0.610 · random-10 drop (`ablate_drop_random@10`) 0.020 · "
+            "chance Jaccard@10 0.007") in markdown
 
 
 def test_pipes_in_names_do_not_break_tables():
     records = make_records(*probe_grid({"a|b": 0.9, "c": 0.5}, source="submission:x|y"))
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[2].startswith(r"| a\|b | submission:x\|y | 1.000 |")
+    assert overall[2].startswith(r"| a\|b (submission x\|y) | 1.000 | 6 |")
+
+
+def test_submissions_are_ranked_as_their_own_methods_and_marked():
+    """A submission that reuses a built-in name (even `random`) is a separate row, never taken for the built-in."""
+    records = make_records(*probe_grid({"lca": 0.7, "random": 0.5}),
+                           *probe_grid({"lca": 0.9}, source="submission:lca"),
+                           *probe_grid({"random": 0.8}, source="submission:team"))
+    overall = section(build_board(records)[0], "## Overall")
+    assert table_methods(overall) == ["lca (submission)", "random (submission team)", "lca", "random (baseline)"]
+    assert [line.split(" | ")[1] for line in overall[2:]] == ["1.000", "2.000", "3.000", "4.000"]
 
 
 def test_repeated_records_and_mixed_versions_are_refused():
@@ -196,7 +208,7 @@ def test_cells_where_a_method_is_alone_do_not_count_towards_its_mean_rank():
     records = make_records(*probe_grid({"a": 0.9, "b": 0.5}, layers=(0,)),
                            *probe_grid({"b": 0.5}, layers=(1,)))
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[3] == "| b | builtin | 2.000 | 3 | 0.500 |"
+    assert overall[3] == "| b | 2.000 | 3 | 0.500 |"
 
 
 def test_whole_layer_k_is_not_ranked():
@@ -225,6 +237,20 @@ def test_new_ranked_metrics_and_seedless_stability_rows():
                                      "neuron_vote", "avg_rank_corr", "stab_seed"}
     assert (ranked.loc[ranked["method"] == "a", "rank"] == 1.0).all()
     overall = section(markdown, "## Overall")
-    assert overall[0] == ("| method | source | mean rank | cells | probe_auc_gaussian | min_subset_saving "
+    assert overall[0] == ("| method | mean rank | cells | probe_auc_gaussian | min_subset_saving "
                           "| neuron_vote@k* | stab_seed@k* |")
-    assert overall[2] == "| a | builtin | 1.000 | 6 | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"
+    assert overall[2] == "| a | 1.000 | 6 | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"
+
+
+def test_bottom_k_baseline_is_shown_but_not_ranked_and_coverage_has_its_total():
+    records = make_records(
+        *probe_grid({"a": 0.9, "b": 0.6}, layers=(0,), ks=(10,)),
+        *({"method": method, "metric": "ablate_drop_bottom", "k": 10, "value": value}
+          for method, value in (("a", 0.001), ("b", 0.2))),
+    )
+    markdown, table = build_board(records)
+    assert table.loc[table["metric"] == "ablate_drop_bottom", "rank"].isna().all()
+    overall = section(markdown, "## Overall")
+    assert overall[0] == "| method | mean rank | cells | probe_acc@k* | ablate_drop_bottom@k* |"
+    assert overall[2:] == ["| a | 1.000 | 1 | 0.900 | 0.001 |", "| b | 2.000 | 1 | 0.600 | 0.200 |"]
+    assert "(`cells` shows coverage, out of 1)" in markdown
