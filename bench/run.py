@@ -253,6 +253,30 @@ def job_dir(cfg: DictConfig, method_name: str) -> Path:
                       method_name, cfg.seed)
 
 
+# The config keys that shape a job's records (paths, verbosity and batch size do not).
+RECORD_KEYS = ("task", "model", "method", "seed", "sites", "layers", "pooling", "scorers", "ks", "bootstrap")
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    if isinstance(tree, dict) and tree:
+        return {key: value for name, sub in tree.items()
+                for key, value in _flat(sub, f"{prefix}.{name}" if prefix else name).items()}
+    return {prefix: tree}
+
+
+def changed_since(job_json: Path, cfg: DictConfig) -> list[str]:
+    """Dotted config keys whose values differ from those a finished job recorded, so a resumed sweep
+    never keeps records of another configuration without saying so."""
+    try:
+        stored = json.loads(job_json.read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return ["job.json (unreadable)"]
+    current = OmegaConf.to_container(cfg, resolve=True)
+    before, now = (_flat({key: tree.get(key) for key in RECORD_KEYS}) for tree in (stored, current))
+    return sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+
+
 def run_job(cfg: DictConfig, method_name: str) -> Path:
     """Run (or skip, if its records exist and force is off) one job; returns its folder."""
     # ??? in a task config (conllu's files): concept is left to check_concept, which lists the valid ones
@@ -263,7 +287,12 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     out = job_dir(cfg, method_name)
     records_path = out / "records.jsonl"
     if records_path.exists() and not cfg.force:
-        log.info("skip %s: records exist (force=true reruns)", out)
+        changed = changed_since(out / "job.json", cfg)
+        if changed:
+            log.warning("skip %s: records exist but were made with other values of %s (force=true reruns)",
+                        out, ", ".join(changed))
+        else:
+            log.info("skip %s: records exist (force=true reruns)", out)
         return out
     single_threaded_blas()  # also in launcher worker processes, which skip the CLI's main()
     started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -30,7 +31,7 @@ def read(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_jobs_records_rankings_board_and_resume(tmp_path):
+def test_jobs_records_rankings_board_and_resume(tmp_path, caplog):
     for method in ("random", "probeless"):
         out = run_job(config(tmp_path, f"method={method}"), method)
     records = read(out / "records.jsonl")
@@ -49,7 +50,11 @@ def test_jobs_records_rankings_board_and_resume(tmp_path):
     assert all(c["value"] >= 0 for c in costs)
 
     stamp = (out / "records.jsonl").stat().st_mtime_ns
-    run_job(config(tmp_path, "method=probeless"), "probeless")  # finished job: skipped
+    with caplog.at_level(logging.INFO, logger="bench.run"):
+        run_job(config(tmp_path, "method=probeless"), "probeless")  # finished job: skipped
+        assert "records exist (force" in caplog.text and "other values" not in caplog.text
+        run_job(config(tmp_path, "method=probeless", "ks=[1,2]", "scorers=[probe_acc]"), "probeless")
+    assert "made with other values of ks, scorers (force=true reruns)" in caplog.text  # kept, but said
     assert (out / "records.jsonl").stat().st_mtime_ns == stamp
     run_job(config(tmp_path, "method=probeless", "force=true"), "probeless")
     assert read(out / "records.jsonl") == records  # same config, same records
