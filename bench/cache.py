@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,28 +22,38 @@ def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", part)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()  # what open() would give: mkstemp's 0600 would hide results from other users
+
+
+@contextmanager
+def _replacing(path: Path, suffix: str = ""):
+    """A temporary file beside `path` that replaces it only if the block completes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        yield tmp
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with _replacing(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    os.close(fd)
-    try:
+    with _replacing(path, suffix=".npy") as tmp:
         np.save(tmp, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ActivationCache:

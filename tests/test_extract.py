@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from bench.cache import ActivationCache
+from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.extract import align_words, extract, ffn_capture, pool
 from bench.models import load_model
@@ -82,3 +84,16 @@ def test_bad_pooling_and_site_raise():
         extract(loaded, _task([["a"]]), ActivationCache("/nonexistent"), sites=["hidden"], pooling="max")
     with pytest.raises(NeuronbenchError, match="unknown site"):
         loaded.layers("attention")
+
+
+def test_atomic_writes_replace_whole_files_with_ordinary_permissions(tmp_path):
+    target = tmp_path / "sub" / "records.jsonl"
+    atomic_write_bytes(target, b"one\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.read_bytes() == b"one\n" and target.stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(ValueError):  # object arrays are refused mid-write: no temporary file is left behind
+        atomic_save_npy(tmp_path / "sub" / "r.npy", np.array([object()]))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["records.jsonl"]
+    atomic_save_npy(tmp_path / "sub" / "r.npy", np.arange(3))
+    assert np.load(tmp_path / "sub" / "r.npy").tolist() == [0, 1, 2]
