@@ -37,7 +37,8 @@ RANKED_METRICS = (
 # is the bottom-k baseline of each method's own ranking (context, not ranked: a good ranking's bottom-k matter little).
 HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_auc_gaussian", "probe_acc", "selectivity",
                     "ablate_drop_top", "ablate_drop_bottom", "min_subset_saving", "avg_overlap", "neuron_vote",
-                    "stab_seed", "planted_rprec", "causal_gain", "translate_success", "faith_cpr")
+                    "stab_seed", "stab_boot", "planted_rprec", "causal_gain", "causal_tpp", "causal_lm_gain",
+                    "translate_success", "faith_cpr")
 # The k grid K of reference.md#metric-probe-acc; ablation adds %-of-D budgets and overlap has its own grid, so
 # those only define the headline k where no probe was scored.
 GRID_METRICS = ("probe_acc", "selectivity", "probe_acc_gaussian", "selectivity_gaussian")
