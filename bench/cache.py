@@ -18,6 +18,15 @@ from pathlib import Path
 import numpy as np
 
 
+DEFAULT_CACHE = ".cache/neuronbench"
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The project cache (activations, converted models, downloaded data): `cache_dir`, else
+    $NEURONBENCH_CACHE, else .cache/neuronbench."""
+    return Path(cache_dir or os.environ.get("NEURONBENCH_CACHE") or DEFAULT_CACHE).expanduser().resolve()
+
+
 def _safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", part)
 

@@ -31,22 +31,17 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from bench.cache import cache_root
 from bench.errors import NeuronbenchError
 
 log = logging.getLogger(__name__)
 
 MODEL_CONFIGS = Path(__file__).resolve().parent.parent / "conf" / "model"
-DEFAULT_CACHE = ".cache/neuronbench"
 # Bump when a converter's output changes, so folders converted by older code are rebuilt.
 CONVERTER_VERSION = 1
 # What decides a converted folder's content (and so its cache key); other yaml keys do not.
 KEY_FIELDS = ("pip", "file", "convert", "config", "model_kwargs", "tokenizer_package",
               "tokenizer_subdir")
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """The project cache: `cache_dir`, else $NEURONBENCH_CACHE, else .cache/neuronbench."""
-    return Path(cache_dir or os.environ.get("NEURONBENCH_CACHE") or DEFAULT_CACHE).expanduser().resolve()
 
 
 def package_folder(package: str, subdir: str = "") -> Path:

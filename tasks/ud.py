@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from bench.cache import cache_root
 from bench.errors import NeuronbenchError
 from tasks.base import SPLITS, Task
 from tasks.conllu import Token, read_conllu
@@ -34,7 +35,6 @@ EWT_SHA256 = {
     "dev": "531a54ff90d6ab12201c5a50c3e78e6ddac4de69abc4bce5d275d3cd29efe2b6",
     "test": "e266e515a0a7547657ed3d90d9ba46487d6bd251f27ad4269d4e8a427c8555cd",
 }
-DEFAULT_CACHE = ".cache/neuronbench"
 DOWNLOAD_TIMEOUT_S = 60
 COLUMN_FORMS = "upos, xpos, deprel (base relation) or feats:<Name> (e.g. feats:Number)"
 
@@ -57,8 +57,7 @@ def ewt_files(data_dir: str | None = None) -> dict[str, Path]:
                     f"replace it with {_ewt_url(split)}, or leave data_dir and NEURONBENCH_DATA "
                     "unset to download and cache it")
         return files
-    cache_root = Path(os.environ.get("NEURONBENCH_CACHE") or DEFAULT_CACHE).expanduser().resolve()
-    cache_dir = cache_root / "data" / EWT_SUBDIR
+    cache_dir = cache_root() / "data" / EWT_SUBDIR
     return {split: _cached_download(split, cache_dir) for split in SPLITS}
 
 
