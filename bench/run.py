@@ -353,20 +353,19 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
             if getattr(method, f"{kind}_", None) is not None:
                 atomic_save_npy(diagnostics_file(out, kind, site, layer), getattr(method, f"{kind}_"))
         ks = k_grid(data.n_neurons, cfg.ks)
+        scoring = {name: partial(get_scorer(name), ranking, data, ks, cell_rng(cfg.seed, *key, name))
+                   for name in cfg.scorers}
+        if cfg.get("bootstrap"):  # needs the method itself, so it is the runner's, not a scorer
+            scoring["bootstrap"] = partial(bootstrap_rows, method, method_name, X["train"], examples.y["train"],
+                                           groups, ranking, cell_rng(cfg.seed, *key, "bootstrap"),
+                                           int(cfg.bootstrap))
         scorer_s = {}
-        for name in cfg.scorers:
+        for name, score_cell in scoring.items():
             t_scorer = time.perf_counter()
-            for score in get_scorer(name)(ranking, data, ks, cell_rng(cfg.seed, *key, name)):
+            for score in score_cell():
                 records.append({**cell_fields, "metric": score.metric, "k": score.k,
                                 "value": score.value, "chance": score.chance})
             scorer_s[name] = round(time.perf_counter() - t_scorer, 3)
-        if cfg.get("bootstrap"):
-            t_scorer = time.perf_counter()
-            for score in bootstrap_rows(method, method_name, X["train"], examples.y["train"], groups, ranking,
-                                        cell_rng(cfg.seed, *key, "bootstrap"), int(cfg.bootstrap)):
-                records.append({**cell_fields, "metric": score.metric, "k": score.k,
-                                "value": score.value, "chance": score.chance})
-            scorer_s["bootstrap"] = round(time.perf_counter() - t_scorer, 3)
         t_layer = time.perf_counter() - t0
         timings.append({"site": site, "layer": layer, "seconds": round(t_layer, 3), "scorers_s": scorer_s})
         log.info("%s %s: rank %.2fs, load + rank + score %.2fs", method_name, cell, seconds, t_layer)
