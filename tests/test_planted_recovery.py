@@ -123,6 +123,16 @@ def standard(distributed=1.0, poly=1.0, vc=ZSCORE) -> dict:
             "variance_confounded": at_least(0.8, vc)}
 
 
+def label_free(distributed: float, per_neuron: float) -> dict:
+    """The row of a label-free statistic: G found through the variance its class shift adds, decoys fool it."""
+    return {"single": at_least(0.8, LABEL_FREE.format(1.0)),
+            "redundant": at_least(0.8, LABEL_FREE.format(1.0)),
+            "distributed": at_least(0.6, LABEL_FREE.format(distributed) + f"; {per_neuron:.2f} per neuron here, "
+                                         "near the estimate's noise"),
+            "polysemantic": at_least(0.8, LABEL_FREE.format(1.0)),
+            "variance_confounded": at_most(0.2, DECOYS)}
+
+
 def l1_probe(distributed: float, poly: float, poly_reason: str | None = None) -> dict:
     row = standard(distributed, poly)
     row["redundant"] = (at_least(0.8, L1_REDUNDANT), at_least(0.8, "one copy per class at least", "group"))
@@ -177,13 +187,7 @@ EXPECTED: dict[str, dict[str, Bound | tuple[Bound, ...]] | NotApplicable] = {
     "lasso": l1_probe(0.95, 0.67, WEIGHT_MASS_POLY),
     "lca": l1_probe(0.95, 0.67, WEIGHT_MASS_POLY),
     "linear_meanw": standard(distributed=0.95),
-    "mean_abs": {
-        "single": at_least(0.8, LABEL_FREE.format(1.0)),
-        "redundant": at_least(0.8, LABEL_FREE.format(1.0)),
-        "distributed": at_least(0.6, LABEL_FREE.format(0.84) + "; 0.19 per neuron here, near the estimate's noise"),
-        "polysemantic": at_least(0.8, LABEL_FREE.format(1.0)),
-        "variance_confounded": at_most(0.2, DECOYS),
-    },
+    "mean_abs": label_free(0.84, 0.19),
     "meanselect": standard(vc=INVARIANT),
     "mi": standard(distributed=0.76, vc=INVARIANT + "; max_samples = 1,000") | {
         "single": at_least(0.8, SINGLE + "; max_samples = 1,000 for speed"),
@@ -203,13 +207,7 @@ EXPECTED: dict[str, dict[str, Bound | tuple[Bound, ...]] | NotApplicable] = {
     },
     "ridge": standard(distributed=0.96),
     "sparse_l1": l1_probe(0.97, 1.0),
-    "variance": {
-        "single": at_least(0.8, LABEL_FREE.format(1.0)),
-        "redundant": at_least(0.8, LABEL_FREE.format(1.0)),
-        "distributed": at_least(0.6, LABEL_FREE.format(0.80) + "; 0.09 per neuron here, near the estimate's noise"),
-        "polysemantic": at_least(0.8, LABEL_FREE.format(1.0)),
-        "variance_confounded": at_most(0.2, DECOYS),
-    },
+    "variance": label_free(0.80, 0.09),
 }
 
 
