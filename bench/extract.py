@@ -57,12 +57,13 @@ def pool(states: np.ndarray, word_of_row: np.ndarray, pooling: str) -> tuple[np.
 
 @contextlib.contextmanager
 def ffn_capture(loaded: LoadedModel, layers: list[int], sink: dict[int, torch.Tensor]):
-    """Record the input of each block's FFN output projection; hooks are removed even on error."""
+    """Record the input of each block's FFN output projection as (B, T, D), whatever the layout the
+    blocks run in; hooks are removed even on error."""
     handles = []
     try:
         for layer in layers:
             def hook(_module, args, layer=layer):
-                sink[layer] = args[0]
+                sink[layer] = args[0].transpose(0, 1) if loaded.sequence_first else args[0]
             handles.append(loaded.ffn_module(layer).register_forward_pre_hook(hook))
         yield sink
     finally:

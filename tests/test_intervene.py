@@ -23,7 +23,7 @@ from methods.attribution import integrated_gradients as closed_form_ig
 from methods.attribution import path_points
 from methods.causal import AblateSingle, IGHead
 from tasks.base import SPLITS, Task
-from test_extract import TINY
+from test_extract import TINY, XLNET
 
 DET, NOUN, VERB = ["the", "a", "this"], ["cat", "dog", "house", "unbelievability", "tree"], ["runs", "sleeps", "eats"]
 LAST = TINY["config"]["num_hidden_layers"]
@@ -329,6 +329,56 @@ def test_decoder_sites_and_sweep(setup, arch):
             swept = ablation_sweep(loaded, ctx.inputs("dev", batch_size=batch_size), site, layer, neurons,
                                    values, head, gold, block=2)
             np.testing.assert_allclose(swept, loop, rtol=1e-5, atol=1e-5)
+
+
+# --- a sequence-first model: XLNet's blocks pass (T, B, D) --------------------------------------------
+
+def test_sequence_first_xlnet_edits_exactly_the_edited_pieces(setup):
+    """Mean-ablating every mlp neuron of the edited words writes the means at exactly their pieces of
+    the (T, B, D) input of `ff.layer_2` (read by a plain hook) and leaves all else clean; hidden
+    states are transformers' own; the in-hook replicated sweep equals the loop; hooks go on error."""
+    _, task, examples, _, _ = setup
+    loaded = load_model("tiny_xlnet", XLNET)
+    ctx = model_context(task, examples, loaded, pooling="mean")
+    edited = np.arange(len(ctx.words["dev"])) % 2 == 0
+    inputs = ctx.inputs("dev", edited=edited, batch_size=4)
+    batch = inputs.batches[0]
+    assert batch.n_rows == 4 and len(batch.piece_rows) > batch.n_rows  # several rows; a word of several pieces
+    with torch.inference_mode():
+        out = loaded.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                           output_hidden_states=True)
+    for layer, states in enumerate(out.hidden_states):
+        expected = (batch.pool @ states.reshape(-1, states.shape[-1])).numpy()
+        np.testing.assert_allclose(site_states(loaded, inputs, "hidden", layer)[batch.words], expected, atol=1e-6)
+    means = site_states(loaded, ctx.inputs("train"), "mlp", 1).mean(axis=0)
+    seen = []
+    handle = loaded.model.layer[0].ff.layer_2.register_forward_hook(lambda _m, args, _o: seen.append(args[0]))
+    try:
+        clean = run_with_edit(loaded, inputs)
+        ablated = run_with_edit(loaded, inputs, "mlp", 1, Edit.ablate(np.arange(len(means)), means))
+    finally:
+        handle.remove()
+    assert not torch.equal(clean, ablated)
+    rows, cols = batch.piece_rows, batch.piece_cols
+    before, after = seen[0].transpose(0, 1), seen[len(inputs.batches)].transpose(0, 1)  # batch 0, (B, T, D)
+    np.testing.assert_allclose(after[rows, cols].numpy(), np.tile(means, (len(rows), 1)), atol=1e-6)
+    untouched = torch.ones(after.shape[:2], dtype=torch.bool)
+    untouched[rows, cols] = False
+    assert torch.equal(after[untouched], before[untouched])
+    head = final_head(ctx)
+    gold = examples.y["dev"]
+    neurons, values = np.array([0, 3, 8]), np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    for site, layer in [("hidden", 0), ("mlp", 1)]:
+        loop = [mean_gold_log_prob(loaded, inputs, head, gold, site, layer, Edit.ablate([j], [v]))
+                for j, v in zip(neurons, values)]
+        for batch_size in (1, 4):
+            swept = ablation_sweep(loaded, ctx.inputs("dev", edited=edited, batch_size=batch_size), site, layer,
+                                   neurons, values, head, gold, block=2)
+            np.testing.assert_allclose(swept, loop, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RuntimeError, match="boom"):
+        with edit_hook(loaded, "mlp", 1, ([0], [1]), lambda v: v):
+            raise RuntimeError("boom")
+    assert no_hooks(loaded)
 
 
 # --- the LM head and the token after a word ------------------------------------------------------------
