@@ -37,7 +37,7 @@ from bench.scorers import get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
 from methods.base import Method
 from methods.cross_model import matched_layers
-from tasks.base import SPLITS
+from tasks.base import SPLITS, Task
 from tasks.planted import PlantedData
 
 log = logging.getLogger(__name__)
@@ -373,6 +373,7 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
         {"config": OmegaConf.to_container(cfg, resolve=True), "method": method_name,
          "examples": examples.sizes(), "labels": list(examples.label_names),
          "dropped_classes": list(examples.dropped), "merged_classes": list(examples.merged),
+         **({"task_meta": task.meta} if isinstance(task, Task) else {}),  # sources; silver labels say so
          "extract_s": round(t_extract, 2),
          **({"other_models": others.revisions} if others is not None else {}),
          "total_s": round(time.perf_counter() - started, 2), "layers": timings},

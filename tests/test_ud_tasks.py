@@ -168,6 +168,7 @@ def test_german_job_end_to_end_with_merge(tmp_path):
     assert job["examples"] == {"train": 6, "dev": 2, "test": 2}
     assert job["merged_classes"] == ["advmod", "aux", "case", "compound", "det", "nsubj", "obj", "obl"]
     assert job["dropped_classes"] == [OTHER]
+    assert job["task_meta"]["source"] == "conllu files" and job["task_meta"]["column"] == "deprel"
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert {r["metric"] for r in records} >= {"probe_acc", "selectivity"}
 
@@ -250,7 +251,7 @@ def test_rare_rule_must_be_drop_or_merge():
 def test_every_task_config_loads(name):
     cfg = config(f"task={name}")
     assert cfg.task.version == "1" and cfg.task.rare in ("drop", "merge")
-    if cfg.task.loader._target_.startswith(("tasks.ud.", "tasks.lexical.")) and not HAS_EWT:
+    if cfg.task.loader._target_.startswith(("tasks.ud.", "tasks.lexical.", "tasks.silver.")) and not HAS_EWT:
         pytest.skip("needs UD English-EWT (set NEURONBENCH_DATA)")
     task = load(cfg)
     if isinstance(task, Task):
