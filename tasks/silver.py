@@ -2,9 +2,10 @@
 
 Every word inside an entity spaCy finds gets its OntoNotes type (PERSON, GPE, DATE, ... 18 in all); a
 word outside every entity (89% of EWT) is context only (label None), as a word without the feature is
-in the morphology tasks: otherwise a capped sample would be mostly O and the task mostly "is this an entity". The labels are silver: a statistical pipeline's predictions, not gold
-annotation, so the task's meta says `silver: True` and names the pipeline and spaCy versions, and
-job.json records that meta.
+in the morphology tasks: with O as a class, a capped sample would be mostly O and the task mostly "is
+this an entity". The labels are silver: a statistical pipeline's predictions, not gold annotation, so
+the task's meta says `silver: True` and names the pipeline and spaCy versions, and job.json records
+that meta.
 
 spaCy reads the treebank's own words (a Doc built from the FORMs, never re-tokenized), so its tokens
 are the UD words one to one, and each gold sentence is one Doc. Only the `ner` component runs: in
