@@ -13,8 +13,6 @@ import tasks.ud as ud
 from bench.errors import NeuronbenchError
 from tasks.ud import ewt_files, ud_task
 
-FIXTURES = Path(__file__).parent / "fixtures"
-GERMAN = {split: str(FIXTURES / f"de_mini-{split}.conllu") for split in ("train", "dev", "test")}
 EWT_NAMES = {split: f"en_ewt-ud-{split}.conllu" for split in ("train", "dev", "test")}
 
 
@@ -28,39 +26,39 @@ def fresh_parse_memo():
 
 # --- ud_task on any treebank, via files= ---------------------------------------------------------
 
-def test_upos_task_from_files():
-    task = ud_task("upos", "de_upos", "1", files=GERMAN)
+def test_upos_task_from_files(german):
+    task = ud_task("upos", "de_upos", "1", files=german)
     # The multiword token "im" is represented by its syntactic words "in dem".
     assert task.sentences["train"][0] == ["Die", "Kinder", "spielen", "in", "dem", "Garten", "."]
     assert task.labels["train"][0] == ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN", "PUNCT"]
     assert [len(task.sentences[split]) for split in ("train", "dev", "test")] == [3, 1, 1]
     assert task.labels["dev"] == [["PRON", "VERB", None, "PUNCT"]]  # UPOS "_" -> None
     assert (task.name, task.version) == ("de_upos", "1")
-    resolved = {split: str(Path(path).resolve()) for split, path in GERMAN.items()}
+    resolved = {split: str(Path(path).resolve()) for split, path in german.items()}
     assert task.meta == {"source": "conllu files", "column": "upos", "files": resolved}
 
 
-def test_xpos_underscore_is_none():
-    task = ud_task("xpos", "de_xpos", "1", files=GERMAN)
+def test_xpos_underscore_is_none(german):
+    task = ud_task("xpos", "de_xpos", "1", files=german)
     assert task.labels["train"][0] == ["ART", "NN", "VVFIN", "APPR", "ART", "NN", "$."]
     assert task.labels["test"] == [[None, None]]
 
 
-def test_feature_column_is_none_where_absent():
-    task = ud_task("feats:Number", "de_number", "1", files=GERMAN)
+def test_feature_column_is_none_where_absent(german):
+    task = ud_task("feats:Number", "de_number", "1", files=german)
     assert task.labels["train"][0] == ["Plur", "Plur", "Plur", None, "Sing", "Sing", None]
     assert task.labels["dev"] == [["Plur", "Plur", None, None]]
-    possessor = ud_task("feats:Number[psor]", "de_number_psor", "1", files=GERMAN)
+    possessor = ud_task("feats:Number[psor]", "de_number_psor", "1", files=german)
     assert possessor.labels["train"][2] == [None, None, "Sing", None, None, None]
 
 
-def test_deprel_is_the_base_relation():
-    task = ud_task("deprel", "de_deprel", "1", files=GERMAN)
+def test_deprel_is_the_base_relation(german):
+    task = ud_task("deprel", "de_deprel", "1", files=german)
     assert task.labels["train"][1] == ["det", "nsubj", "aux", "advmod", "root", "punct"]
     assert task.labels["train"][2] == ["nsubj", "root", "det", "obj", "compound", "punct"]
 
 
-def test_tasks_on_one_treebank_share_corpus_and_parse(fresh_parse_memo):
+def test_tasks_on_one_treebank_share_corpus_and_parse(fresh_parse_memo, german):
     calls = []
     original = ud.read_conllu
 
@@ -70,9 +68,9 @@ def test_tasks_on_one_treebank_share_corpus_and_parse(fresh_parse_memo):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ud, "read_conllu", counting_reader)
-        upos = ud_task("upos", "de_upos", "1", files=GERMAN)
-        number = ud_task("feats:Number", "de_number", "1", files=GERMAN)
-    assert sorted(calls) == sorted(Path(path).name for path in GERMAN.values())
+        upos = ud_task("upos", "de_upos", "1", files=german)
+        number = ud_task("feats:Number", "de_number", "1", files=german)
+    assert sorted(calls) == sorted(Path(path).name for path in german.values())
     assert upos.corpus_id == number.corpus_id
 
 
@@ -87,19 +85,19 @@ def test_edited_file_is_parsed_again(tmp_path):
 
 
 @pytest.mark.parametrize("column", ["lemma", "UPOS", "feats:", "feats", "misc:SpaceAfter"])
-def test_unknown_column_lists_valid_forms(column):
+def test_unknown_column_lists_valid_forms(column, german):
     message = f"unknown UD column {column!r}: use upos, xpos, deprel (base relation) or feats:<Name>"
     with pytest.raises(NeuronbenchError, match=re.escape(message)):
-        ud_task(column, "t", "1", files=GERMAN)
+        ud_task(column, "t", "1", files=german)
 
 
-def test_files_need_every_split():
+def test_files_need_every_split(german):
     with pytest.raises(NeuronbenchError, match="one CoNLL-U path per split"):
-        ud_task("upos", "t", "1", files={"train": GERMAN["train"], "dev": GERMAN["dev"]})
+        ud_task("upos", "t", "1", files={"train": german["train"], "dev": german["dev"]})
 
 
-def test_missing_file_is_a_neuronbench_error(tmp_path):
-    files = dict(GERMAN, dev=str(tmp_path / "missing.conllu"))
+def test_missing_file_is_a_neuronbench_error(tmp_path, german):
+    files = dict(german, dev=str(tmp_path / "missing.conllu"))
     message = f"{tmp_path / 'missing.conllu'}: CoNLL-U file not found"
     with pytest.raises(NeuronbenchError, match=re.escape(message)):
         ud_task("upos", "t", "1", files=files)

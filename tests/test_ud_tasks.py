@@ -26,9 +26,6 @@ from tasks.base import SPLITS, Task
 from tasks.lexical import lexical_labels, lexical_task
 from tasks.planted import PlantedData
 
-FIXTURES = Path(__file__).parent / "fixtures"
-GERMAN = {split: str(FIXTURES / f"de_mini-{split}.conllu") for split in SPLITS}
-GERMAN_FILES = [f"task.files.{split}={path}" for split, path in GERMAN.items()]
 EWT_ROOT = Path(os.environ.get("NEURONBENCH_DATA")
                 or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 EWT_DIR = EWT_ROOT if (EWT_ROOT / "en_ewt-ud-dev.conllu").is_file() else EWT_ROOT / "ud_english_ewt"
@@ -124,40 +121,47 @@ def test_lexical_labels_on_hand_made_sentences(prop, words, labels):
     assert lexical_labels(prop, words) == labels
 
 
-def test_unknown_lexical_property_lists_valid_ones():
+
+@pytest.fixture
+def german_files(german) -> list[str]:
+    """The hand-written German treebank as task.files overrides."""
+    return [f"task.files.{split}={path}" for split, path in german.items()]
+
+
+def test_unknown_lexical_property_lists_valid_ones(german):
     message = ("unknown lexical property 'vowels'; valid properties: capitalised, numeral, "
                "punctuation, calendar, position, suffix")
     with pytest.raises(NeuronbenchError, match=re.escape(message)):
-        lexical_task("vowels", "t", "1", files=GERMAN)
+        lexical_task("vowels", "t", "1", files=german)
 
 
-def test_lexical_task_shares_the_ud_corpus():
-    task = lexical_task("capitalised", "de_caps", "1", files=GERMAN)
+def test_lexical_task_shares_the_ud_corpus(german_files, german):
+    task = lexical_task("capitalised", "de_caps", "1", files=german)
     assert task.labels["test"] == [["capitalised", OTHER]]  # "Ja !"
     assert task.meta["property"] == "capitalised" and task.meta["source"] == "conllu files"
-    assert task.corpus_id == load(config("task=conllu", *GERMAN_FILES)).corpus_id
+    assert task.corpus_id == load(config("task=conllu", *german_files)).corpus_id
 
 
 # --- a user's own CoNLL-U: config -> tasks API -> a real job --------------------------------------
 
-def test_german_treebank_task_from_one_config_line():
-    task = load(config("task=conllu", *GERMAN_FILES, "task.loader.column=feats:Case"))
+def test_german_treebank_task_from_one_config_line(german_files, german):
+    task = load(config("task=conllu", *german_files, "task.loader.column=feats:Case"))
     assert task.sentences["train"][0] == ["Die", "Kinder", "spielen", "in", "dem", "Garten", "."]
     assert task.labels["train"][0] == ["Nom", "Nom", None, None, "Dat", "Dat", None]
-    assert task.meta["files"] == {split: str(Path(path).resolve()) for split, path in GERMAN.items()}
+    assert task.meta["files"] == {split: str(Path(path).resolve()) for split, path in german.items()}
 
 
-def test_every_ewt_task_takes_the_users_files():
-    cfg = config("task=morph_number", *GERMAN_FILES)
+def test_every_ewt_task_takes_the_users_files(german_files, german):
+    cfg = config("task=morph_number", *german_files)
     assert load(cfg).labels["dev"] == [["Plur", "Plur", None, None]]
     with pytest.raises(NeuronbenchError, match=r"one CoNLL-U path per split .* got \['train'\]"):
-        load(config("task=morph_number", f"task.files.train={GERMAN['train']}"))
+        load(config("task=morph_number", f"task.files.train={german['train']}"))
 
 
-def test_german_job_end_to_end_with_merge(tmp_path):
+def test_german_job_end_to_end_with_merge(tmp_path, german_files):
     """deprel on the German fixture: root and punct occur in every split; with rare=merge the other
     relations become OTHER, which the one-sentence test split lacks, so OTHER is dropped too."""
-    cfg = config("task=conllu", *GERMAN_FILES, "task.loader.column=deprel", "task.name=de_deprel",
+    cfg = config("task=conllu", *german_files, "task.loader.column=deprel", "task.name=de_deprel",
                  "task.n_min=1", "task.rare=merge", "model=tiny_random", "method=probeless",
                  "scorers=[probe_acc,selectivity]", "ks=[1,5]", "layers=[2]",
                  f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}")
@@ -175,13 +179,15 @@ def test_german_job_end_to_end_with_merge(tmp_path):
 
 # --- concepts: unknown or unset fails before any forward pass, listing the valid ones -------------
 
-# The German dev sentence as test split too: the fixture's test sentence has no XPOS at all.
-GERMAN_XPOS = [f"task.files.train={GERMAN['train']}", f"task.files.dev={GERMAN['dev']}",
-               f"task.files.test={GERMAN['dev']}", "task.n_min=1", "model=tiny_random"]
+@pytest.fixture
+def german_xpos(german) -> list[str]:
+    """The German dev sentence as test split too: the fixture's test sentence has no XPOS at all."""
+    return [f"task.files.train={german['train']}", f"task.files.dev={german['dev']}",
+            f"task.files.test={german['dev']}", "task.n_min=1", "model=tiny_random"]
 
 
-def test_unknown_concept_fails_before_the_model(tmp_path):
-    cfg = config("task=xpos_binary", *GERMAN_XPOS, "task.concept=VBZ",
+def test_unknown_concept_fails_before_the_model(tmp_path, german_xpos):
+    cfg = config("task=xpos_binary", *german_xpos, "task.concept=VBZ",
                  f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}")
     message = ("task 'xpos_binary': concept 'VBZ' is not a kept class (needs 1 words per split); "
                "valid concepts: '$.', 'PPER', 'VVFIN'")
@@ -190,15 +196,15 @@ def test_unknown_concept_fails_before_the_model(tmp_path):
     assert not (tmp_path / "cache").exists()  # no extraction happened
 
 
-def test_unset_concept_lists_the_valid_ones(tmp_path):
-    cfg = config("task=xpos_binary", *GERMAN_XPOS, f"results_dir={tmp_path / 'results'}",
+def test_unset_concept_lists_the_valid_ones(tmp_path, german_files, german_xpos):
+    cfg = config("task=xpos_binary", *german_xpos, f"results_dir={tmp_path / 'results'}",
                  f"cache_dir={tmp_path / 'cache'}")
     with pytest.raises(NeuronbenchError, match=re.escape(
             "task 'xpos_binary' is one-vs-rest: choose its class with task.concept=<class>; "
             "valid concepts (1 words in every split): '$.', 'PPER', 'VVFIN'")):
         run_job(cfg, "random")
     with pytest.raises(NeuronbenchError, match=r"concept 'VBZ' .* valid concepts: none$"):
-        run_job(config("task=xpos_binary", *GERMAN_FILES, "task.n_min=1", "task.concept=VBZ",
+        run_job(config("task=xpos_binary", *german_files, "task.n_min=1", "task.concept=VBZ",
                        f"results_dir={tmp_path / 'results'}"), "random")
 
 
