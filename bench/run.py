@@ -228,10 +228,14 @@ def bootstrap_rows(method: Method, method_name: str, X, y, groups, ranking, rng,
     return bootstrap_stability(method, X, y, groups, ranking, rng, n_boot)
 
 
+def task_form(task: str, concept: str | None) -> str:
+    """A task's name in folders and cell ids: `task@concept` for a concept job."""
+    return f"{task}@{concept}" if concept else task
+
+
 def job_folder(results_dir, task: str, concept: str | None, model: str, method: str, seed: int) -> Path:
     """Where one job's records, costs and rankings live (the board and submissions read the same layout)."""
-    name = f"{task}@{concept}" if concept else task
-    return Path(results_dir) / "runs" / name / model / method / f"seed{int(seed)}"
+    return Path(results_dir) / "runs" / task_form(task, concept) / model / method / f"seed{int(seed)}"
 
 
 def ranking_file(job: Path, site: str, layer: int) -> Path:

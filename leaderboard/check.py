@@ -22,7 +22,7 @@ from bench.agreement import jaccard
 from bench.cache import atomic_write_bytes
 from bench.cli import CONF_DIR
 from bench.errors import NeuronbenchError
-from bench.run import ranking_file, run_job
+from bench.run import ranking_file, run_job, task_form
 from leaderboard.submission import compose_config
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def method_configs(spec: dict, names: list[str] | None = None) -> dict[str, dict
 
 
 def cell_id(task: str, concept, model: str, site: str, layer: int, seed: int) -> str:
-    form = f"{task}@{concept}" if isinstance(concept, str) else task
+    form = task_form(task, concept if isinstance(concept, str) else None)
     return f"{form}/{model}/{site}/L{int(layer)}/seed{int(seed)}"
 
 

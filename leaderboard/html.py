@@ -14,8 +14,8 @@ import pandas as pd
 
 from leaderboard.board import (
     BASELINE_METHODS, BUILTIN_SOURCE, DEPTH_METRIC, METHOD_KEYS, MISSING, RANKED_METRICS, Group, Summary, column_label,
-    context_items, cost_summary, depth_stats, format_k, format_number, headline_stats, method_label, method_ranking,
-    ranked_cell_count, seed_summary,
+    context_items, cost_summary, depth_stats, format_k, format_number, format_stats, headline_stats, method_label,
+    method_ranking, ranked_cell_count, seed_summary,
 )
 
 # Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
@@ -110,12 +110,6 @@ def _number(value, text: str | None = None) -> Cell:
     if pd.isna(value):
         return _missing()
     return Cell(format_number(value) if text is None else text, float(value))
-
-
-def _stats_cell(mean, std, count) -> Cell:
-    if pd.isna(mean):
-        return _missing()
-    return Cell(format_number(mean) + (f"±{format_number(std)}" if count > 1 else ""), float(mean))
 
 
 def _table(headers: list[tuple[str, str]], rows: list[list[Cell]], title: str = "") -> str:
@@ -382,7 +376,8 @@ def _ranking_table(board: pd.DataFrame, headline: pd.DataFrame, labels: list[str
     ranking = method_ranking(board)
     total = ranked_cell_count(board)
     per_group = per_group or {}
-    stats = headline_stats(headline).set_index([*METHOD_KEYS, "label"])[["mean", "std", "count"]]
+    stats = headline_stats(headline).set_index([*METHOD_KEYS, "label"])
+    stats = stats.assign(text=format_stats(stats))[["mean", "text"]]
     headers = [("method", "ascending"), ("mean rank", "ascending"), ("cells", "descending")]
     headers += [(title, "ascending") for title in per_group]
     headers += [(label if k is None else column_label(label, k), "descending") for label in labels]
@@ -393,7 +388,7 @@ def _ranking_table(board: pd.DataFrame, headline: pd.DataFrame, labels: list[str
                  Cell(f"{row.cells} / {total}", float(row.cells))]
         cells += [_number(table.loc[key, "mean_rank"]) if key in table.index else _missing()
                   for table in per_group.values()]
-        cells += [_stats_cell(*stats.loc[(*key, label)]) if (*key, label) in stats.index else _missing()
+        cells += [_number(*stats.loc[(*key, label)]) if (*key, label) in stats.index else _missing()
                   for label in labels]
         rows.append(cells)
     return _table(headers, rows)
@@ -401,6 +396,7 @@ def _ranking_table(board: pd.DataFrame, headline: pd.DataFrame, labels: list[str
 
 def _depth_table(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
     stats = depth_stats(records, k).set_index([*METHOD_KEYS, "layer"])
+    stats = stats.assign(text=format_stats(stats))[["mean", "text"]]
     layers = sorted(records["layer"].unique())
     keys = list(zip(ranking["source"], ranking["method"]))
     keys += sorted({key[:2] for key in stats.index} - set(keys))
@@ -409,7 +405,7 @@ def _depth_table(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
     for source, method in keys:
         name = method_label(source, method)
         cells = [Cell(name, name, numeric=False)]
-        cells += [_stats_cell(*stats.loc[(source, method, layer)]) if (source, method, layer) in stats.index
+        cells += [_number(*stats.loc[(source, method, layer)]) if (source, method, layer) in stats.index
                   else _missing() for layer in layers]
         rows.append(cells)
     return _table(headers, rows)

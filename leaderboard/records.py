@@ -31,13 +31,15 @@ def read_records(results: Path, name: str = "records.jsonl") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _ranking_path(results: Path, job) -> Path:
+def ranking_path(results: Path, job) -> Path:
+    """The saved ranking of one record row's cell (task, concept, model, method, seed, site, layer)."""
     concept = job.concept if isinstance(job.concept, str) else None
     folder = job_folder(results, job.task, concept, job.model, job.method, job.seed)
     return ranking_file(folder, job.site, job.layer)
 
 
-def _jobs(records: pd.DataFrame) -> pd.DataFrame:
+def jobs(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per ranking: the records of each method's cell and seed, deduplicated."""
     return (records.drop_duplicates(["task", "concept", "model", "method", "seed", "site", "layer"])
             .reset_index(drop=True))
 
@@ -49,10 +51,10 @@ def agreement_records(records: pd.DataFrame, results: Path) -> pd.DataFrame:
     `stab_seed` per method over the seeds of a cell (`seed_stability_records`).
     """
     rows = []
-    for _, cell in _jobs(records).groupby(CELL[1:], dropna=False, sort=True):
+    for _, cell in jobs(records).groupby(CELL[1:], dropna=False, sort=True):
         rankings = {}
         for job in cell.itertuples():
-            path = _ranking_path(results, job)
+            path = ranking_path(results, job)
             if path.exists():
                 rankings[job.method] = np.load(path, allow_pickle=False)
         if len(rankings) < 2:
@@ -75,10 +77,10 @@ def seed_stability_records(records: pd.DataFrame, results: Path) -> pd.DataFrame
     """
     rows = []
     unseeded = [column for column in CELL[1:] if column != "seed"]
-    for _, runs in _jobs(records).groupby([*unseeded, "method"], dropna=False, sort=True):
+    for _, runs in jobs(records).groupby([*unseeded, "method"], dropna=False, sort=True):
         rankings = []
         for job in runs.sort_values("seed").itertuples():
-            path = _ranking_path(results, job)
+            path = ranking_path(results, job)
             if path.exists():
                 rankings.append(np.load(path, allow_pickle=False))
         if len(rankings) < 2:

@@ -32,8 +32,9 @@ from bench.cache import atomic_write_bytes
 from bench.cli import CONF_DIR
 from bench.errors import NeuronbenchError
 from bench.models import SITES
-from bench.run import Cell, job_folder, ranking_file, run_job
-from leaderboard.records import read_records
+from bench.run import Cell, job_folder, ranking_file, run_job, task_form
+from leaderboard.board import BUILTIN_SOURCE, SUBMISSION_PREFIX
+from leaderboard.records import jobs, ranking_path, read_records
 from methods.base import Method
 from tasks.planted import planted_data
 
@@ -378,8 +379,7 @@ def _check_coverage(found: dict, name: str, task_versions, configs: _Configs) ->
     for (task, concept, model), pair_seeds in sorted(seeds.items(), key=str):
         if len(pair_seeds) < MIN_SEEDS:
             complete[task, concept, model] = False
-            form = f"{task}@{concept}" if concept else task
-            problems.append(f"runs/{form}/{model}: seeds {sorted(pair_seeds)}; at least {MIN_SEEDS} seeds are "
+            problems.append(f"runs/{task_form(task, concept)}/{model}: seeds {sorted(pair_seeds)}; at least {MIN_SEEDS} seeds are "
                             "needed (seed stability is scored)")
     versions = task_versions if isinstance(task_versions, dict) else {}
     tasks = {task for task, _, _ in seeds}
@@ -413,7 +413,7 @@ class SubmittedRankings(Method):
     @property
     def source(self) -> str:
         """The records' `source`, which keeps a submission apart from built-in methods on the board."""
-        return f"submission:{self.name}"
+        return f"{SUBMISSION_PREFIX}{self.name}"
 
     def rank(self, X, y=None, *, rng=None, cell: Cell | None = None, **inputs) -> np.ndarray:
         if cell is None:
@@ -467,16 +467,15 @@ def export(results: Path, method: str, name: str, out: Path, meta: dict) -> Path
     if out.name != name:
         raise NeuronbenchError(f"the submission folder must be named after the submission: {out.name!r} != {name!r}")
     records = read_records(results)
-    runs = records[(records["method"] == method) & (records["source"] == "builtin")]
+    runs = records[(records["method"] == method) & (records["source"] == BUILTIN_SOURCE)]
     if runs.empty:
         raise NeuronbenchError(f"no records of method {method!r} under {results}/runs; run it first")
     versions = {}
-    cells = runs.drop_duplicates(["task", "concept", "model", "seed", "site", "layer"])
+    cells = jobs(runs)
     for row in cells.itertuples():
         concept = row.concept if isinstance(row.concept, str) else None
-        source = ranking_file(job_folder(results, row.task, concept, row.model, method, row.seed), row.site, row.layer)
         target = ranking_file(job_folder(out, row.task, concept, row.model, name, row.seed), row.site, row.layer)
-        atomic_write_bytes(target, source.read_bytes())
+        atomic_write_bytes(target, ranking_path(results, row).read_bytes())
         versions[row.task] = str(row.task_version)
     fields = {"name": name, **{key: meta.get(key, "") for key in ("authors", "contact", "url", "description")},
               "neuronbench_version": bench.__version__, "task_versions": dict(sorted(versions.items()))}
