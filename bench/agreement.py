@@ -15,6 +15,7 @@ builder runs them over the rankings saved by the jobs rather than inside a job. 
 
 from __future__ import annotations
 
+import dataclasses
 from itertools import combinations
 
 import numpy as np
@@ -164,12 +165,9 @@ def bootstrap_stability(method, X: np.ndarray, y: np.ndarray | None, groups, ref
         rankings.append(np.asarray(method.rank(X[rows], labels, rng=rng.spawn(1)[0]), dtype=np.int64))
     n_neurons = len(reference)
     live = n_neurons - dead_tail([reference, *rankings])
-    scores = []
-    for k in (k for k in ks if k <= n_neurons):
-        chance = chance_jaccard(k, n_neurons)
-        scores.append(Score("stab_boot", k, float(np.mean([jaccard(r, reference, k) for r in rankings])), chance))
-        if n_boot >= 2:
-            pairwise = np.mean([jaccard(a, b, k) for a, b in combinations(rankings, 2)])
-            scores.append(Score("stab_boot_pairwise", k, float(pairwise), chance))
+    scores = [Score("stab_boot", k, float(np.mean([jaccard(r, reference, k) for r in rankings])),
+                    chance_jaccard(k, n_neurons))
+              for k in ks if k <= n_neurons]
+    scores += [dataclasses.replace(s, metric="stab_boot_pairwise") for s in seed_stability(rankings, ks)]
     rho = np.mean([spearman(r[:live], reference[:live]) for r in rankings])
     return scores + [Score("stab_boot_rho", None, float(rho), 0.0)]

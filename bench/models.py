@@ -120,7 +120,7 @@ def _from_hub(name: str, spec: dict) -> tuple[object, torch.nn.Module, str]:
     return tokenizer, model, f"hub:{commit}"
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)  # a cross-model job holds its model and up to two others
 def _load(name: str, spec_json: str, cache_dir: str | None) -> LoadedModel:
     spec = json.loads(spec_json)
     source = spec.get("source")

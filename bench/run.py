@@ -318,9 +318,9 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
         if source.model is None:
             raise NeuronbenchError(f"method {method_name!r} or scorers {list(cfg.scorers)} run the "
                                    "model; planted tasks have none")
+        wants_family = source.family is not None and "tpp" in cfg.scorers  # only tpp reads the multi-class form
         context = model_context(task, examples, source.model, pooling=source.pooling,
-                                batch_size=cfg.batch_size,
-                                family=source.family() if source.family is not None else None)
+                                batch_size=cfg.batch_size, family=source.family() if wants_family else None)
     base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
             "concept": task_cfg.get("concept"), "model": model_cfg.name,
             "model_revision": source.revision, "pooling": source.pooling, "method": method_name,
