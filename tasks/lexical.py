@@ -20,10 +20,9 @@ from typing import Callable
 
 from bench.errors import NeuronbenchError
 from bench.examples import OTHER  # binary properties name the rest as the concept form does
-from tasks.base import Task
+from tasks.base import Task, position_labels
 from tasks.ud import forms, read_treebank
 
-POSITION_BINS = ("begin", "middle", "end")
 SUFFIXES = ("ly", "ing", "ed", "tion", "less")  # no suffix ends another, so at most one matches
 MIN_STEM = 3  # letters before a suffix: "red", "sing", "only" and "unless" are not suffixed
 NUMERAL_SEPARATORS = frozenset(".,:/-")
@@ -66,13 +65,6 @@ def suffix_of(word: str) -> str | None:
         if lower.endswith(suffix) and len(lower) - len(suffix) >= MIN_STEM:
             return suffix
     return None
-
-
-def position_labels(words: list[str]) -> list[str]:
-    """Word i (from 0) of an n-word sentence, punctuation included, is in bin (3 * i) // n of
-    begin/middle/end: thirds of the sentence, decided in integer arithmetic (as templated_position)."""
-    n = len(words)
-    return [POSITION_BINS[3 * i // n] for i in range(n)]
 
 
 BINARY: dict[str, Callable[[str], bool]] = {

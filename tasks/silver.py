@@ -22,6 +22,7 @@ words labelled by the same versions are labelled once, whatever file they came f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from importlib import metadata
@@ -84,8 +85,9 @@ def entity_spans(nlp, sentences: list[list[str]]) -> list[list[tuple[int, int, s
             for doc in nlp.pipe(docs)]
 
 
+@functools.cache
 def load_pipeline():
-    """The pipeline with only `ner` enabled (see the module docstring)."""
+    """The pipeline with only `ner` enabled (see the module docstring), loaded once for every split."""
     labeller_versions()  # a missing package is the install hint, not an ImportError
     import spacy
 

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence, TypeVar
 import numpy as np
 
 from bench.errors import NeuronbenchError
-from tasks.base import SPLITS, Task
+from tasks.base import SPLITS, Task, position_labels
 
 FEATURES = ("word_class", "number", "tense", "position")
 SENTENCE_LENGTHS = range(5, 16)  # words per sentence, punctuation included
@@ -160,8 +160,7 @@ def _split_corpus(n_sentences: int, seed: int) -> dict[str, list[list[Word]]]:
 
 def _labels(sentence: list[Word], feature: str) -> list[str | None]:
     if feature == "position":
-        n = len(sentence)
-        return [("begin", "middle", "end")[3 * i // n] for i in range(n)]
+        return position_labels(sentence)
     return [getattr(word, feature) for word in sentence]
 
 
