@@ -112,10 +112,26 @@ def fit_logistic(Z, y, n_classes: int, C: float = 1.0, init: LogisticProbe | Non
     else:
         start = np.concatenate([init.W.ravel(), init.b]).astype(np.float64)
 
-    # Logits are tracked in float64 and moved by float32 matmuls of parameter changes: a fresh
-    # float32 product carries rounding noise of about 1e-8 of the loss, which near the optimum
-    # drowns the decrease L-BFGS-B's line search looks for, while the change's product is exact to
-    # float32 precision of the change itself.
+    def l2_penalty(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        return 0.5 * ridge * float(weights.ravel() @ weights.ravel()), ridge * weights
+
+    result = minimize_logistic(Z, y, k, start, l2_penalty, max_iter, tol)
+    return LogisticProbe(W=result.x[:k * d].reshape(k, d).astype(np.float32),
+                         b=result.x[k * d:].astype(np.float32), n_classes=n_classes)
+
+
+def minimize_logistic(Z: np.ndarray, y: np.ndarray, k: int, start: np.ndarray, penalty, max_iter: int,
+                      gtol: float):
+    """L-BFGS-B on `mean CE(Z @ W.T + b) + penalty(W)` from `start` (W raveled, then b), where
+    `penalty(W) -> (value, gradient)`: the solver of the evaluation probe and of the smooth ranking probe
+    (methods.linear.fit_smooth_probe). Z is C-contiguous float32 and y int64 (check_probe_inputs).
+
+    Logits are tracked in float64 and moved by float32 matmuls of parameter changes: a fresh float32
+    product carries rounding noise of about 1e-8 of the loss, which near the optimum drowns the decrease
+    L-BFGS-B's line search looks for, while the change's product is exact to float32 precision of the
+    change itself.
+    """
+    d = Z.shape[1]
     last_params = start.copy()
     last_logits = (start[:k * d].reshape(k, d).astype(np.float32) @ Z.T).astype(np.float64)
     last_logits += start[k * d:, None]
@@ -127,17 +143,14 @@ def fit_logistic(Z, y, n_classes: int, C: float = 1.0, init: LogisticProbe | Non
         logits += change[k * d:, None]
         last_params, last_logits = params.copy(), logits
         loss, residual = cross_entropy(logits, y, with_residual=True)
-        weights = params[:k * d].reshape(k, d)
-        grad_weights = (residual @ Z).astype(np.float64) + ridge * weights
+        penalty_value, penalty_gradient = penalty(params[:k * d].reshape(k, d))
+        grad_weights = (residual @ Z).astype(np.float64) + penalty_gradient
         grad_bias = residual.sum(axis=1, dtype=np.float64)
-        value = loss + 0.5 * ridge * float(weights.ravel() @ weights.ravel())
-        return value, np.concatenate([grad_weights.ravel(), grad_bias])
+        return loss + penalty_value, np.concatenate([grad_weights.ravel(), grad_bias])
 
-    result = minimize(objective, start, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps,
-                               "maxls": 50})
-    return LogisticProbe(W=result.x[:k * d].reshape(k, d).astype(np.float32),
-                         b=result.x[k * d:].astype(np.float32), n_classes=n_classes)
+    return minimize(objective, start, jac=True, method="L-BFGS-B",
+                    options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps,
+                             "maxls": 50})
 
 
 def accuracy(probe: LogisticProbe, Z, y) -> float:

@@ -12,10 +12,10 @@ import logging
 import math
 
 import numpy as np
-from scipy.optimize import minimize
 
 from bench.errors import NeuronbenchError
-from bench.probe import LogisticProbe, accuracy, check_probe_inputs, cross_entropy, fit_logistic, n_outputs
+from bench.probe import (LogisticProbe, accuracy, check_probe_inputs, cross_entropy, fit_logistic, minimize_logistic,
+                         n_outputs)
 from methods.base import Method, order_by_scores
 
 log = logging.getLogger(__name__)
@@ -156,25 +156,11 @@ def fit_smooth_probe(Z, y, n_classes: int, l2: float, max_iter: int = 5000,
             bias = np.log(frequencies) if k > 1 else np.log(frequencies / (1 - frequencies))
         return np.zeros((k, d)), bias, 0
 
-    # Logits in float64, moved by float32 products of parameter changes (as in fit_elastic_net).
-    state = {"params": np.zeros(k * d + k), "logits": np.zeros((k, n))}
-
-    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
-        change = params - state["params"]
-        logits = state["logits"] + change[:k * d].reshape(k, d).astype(np.float32) @ Z.T
-        logits += change[k * d:, None]
-        state.update(params=params.copy(), logits=logits)
-        loss, residual = cross_entropy(logits, y, with_residual=True)
-        W = params[:k * d].reshape(k, d)
+    def norm_penalty(W: np.ndarray) -> tuple[float, np.ndarray | float]:
         norm = float(np.linalg.norm(W))
-        grad_W = (residual @ Z).astype(np.float64)
-        if norm > 0:
-            grad_W += (l2 / norm) * W
-        return loss + l2 * norm, np.concatenate([grad_W.ravel(), residual.sum(axis=1, dtype=np.float64)])
+        return l2 * norm, (l2 / norm) * W if norm > 0 else 0.0
 
-    result = minimize(objective, state["params"], jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "gtol": gtol, "ftol": 64 * np.finfo(float).eps,
-                               "maxls": 50})
+    result = minimize_logistic(Z, y, k, np.zeros(k * d + k), norm_penalty, max_iter, gtol)
     return result.x[:k * d].reshape(k, d), result.x[k * d:], int(result.nit)
 
 
@@ -266,10 +252,11 @@ class LinearProbeRanker(Method):
             W = self._fit_selected_on_dev(Z, y, n_classes, *inputs["dev"])
         else:
             W, _, _ = fit_elastic_net(Z, y, n_classes, self.l1, self.l2, self.max_iter, self.tol)
-        self.cutoffs_ = weight_mass_cutoffs(W) if self.ordering == "weight_mass" else None
-        if self.ordering == "weight_mass":
-            return weight_mass_order(W)
-        return order_by_scores(np.abs(W).mean(axis=0))
+        if self.ordering != "weight_mass":
+            self.cutoffs_ = None
+            return order_by_scores(np.abs(W).mean(axis=0))
+        self.cutoffs_ = weight_mass_cutoffs(W)
+        return weight_mass_order(W)
 
     def _fit_selected_on_dev(self, Z, y, n_classes: int, Z_dev, y_dev) -> np.ndarray:
         """The weights of the grid fit with the best dev accuracy; the larger penalties come first, so a
