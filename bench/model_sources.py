@@ -186,21 +186,25 @@ def onnx_state_dict(path: Path, target_keys: list[str]) -> dict[str, torch.Tenso
     return state
 
 
-def _from_onnx(name: str, files: list[Path], spec: dict, out: Path) -> None:
-    """Rebuild the transformers model from its ONNX export; the tokenizer comes from a package."""
+def from_architecture(spec: dict, **model_kwargs):
+    """(tokenizer, model): a freshly initialised model of the architecture in `spec["config"]` and the
+    tokenizer of the installed `spec["tokenizer_package"]` (random models, and ONNX weights to load)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(
+        package_folder(spec["tokenizer_package"], spec.get("tokenizer_subdir", "")), local_files_only=True)
+    return tokenizer, AutoModel.from_config(AutoConfig.for_model(**spec["config"]), **model_kwargs)
+
+
+def _from_onnx(name: str, files: list[Path], spec: dict, out: Path) -> None:
+    """Rebuild the transformers model from its ONNX export; the tokenizer comes from a package."""
     if "config" not in spec or "tokenizer_package" not in spec:
         raise NeuronbenchError(f"conf/model/{name}.yaml: convert onnx needs `config:` (the "
                                "architecture) and `tokenizer_package:` (an ONNX file has neither)")
-    config = AutoConfig.for_model(**spec["config"])
-    model = AutoModel.from_config(config, **spec.get("model_kwargs", {}))
+    tokenizer, model = from_architecture(spec, **spec.get("model_kwargs", {}))
     path = _single(name, files, "onnx")
     model.load_state_dict(onnx_state_dict(path, list(model.state_dict())), strict=True)
     model.save_pretrained(out)
-    tokenizer = AutoTokenizer.from_pretrained(
-        package_folder(spec["tokenizer_package"], spec.get("tokenizer_subdir", "")),
-        local_files_only=True)
     tokenizer.save_pretrained(out)
 
 

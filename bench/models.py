@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import try_to_load_from_cache
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer
 
 from bench.errors import NeuronbenchError
-from bench.model_sources import converted_folder, package_folder, pypi_revision
+from bench.model_sources import converted_folder, from_architecture, package_folder, pypi_revision
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +135,8 @@ def _load(name: str, spec_json: str, cache_dir: str | None) -> LoadedModel:
         model = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True,
                                           **spec.get("model_kwargs", {}))
     elif source == "random":
-        tokenizer = AutoTokenizer.from_pretrained(package_folder(spec["tokenizer_package"],
-                                                                 spec.get("tokenizer_subdir", "")),
-                                                  local_files_only=True)
-        config = AutoConfig.for_model(**spec["config"])
         torch.manual_seed(int(spec.get("seed", 0)))
-        model = AutoModel.from_config(config)
+        tokenizer, model = from_architecture(spec)
         revision = "random:" + hashlib.sha256(spec_json.encode()).hexdigest()[:12]
     elif source == "hub":
         tokenizer, model, revision = _from_hub(name, spec)
