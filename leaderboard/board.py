@@ -7,9 +7,9 @@ headline is their mean rank, shown beside seed spread, baselines and chance leve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import reduce
+from functools import cached_property, reduce
 
 import pandas as pd
 
@@ -119,6 +119,11 @@ class Group:
     board: pd.DataFrame
     headline: pd.DataFrame
 
+    @cached_property
+    def ranking(self) -> pd.DataFrame:
+        """`method_ranking` of the group's board, computed once for every renderer."""
+        return method_ranking(self.board)
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -130,12 +135,19 @@ class Summary:
     labels: list  # headline column labels present, in HEADLINE_METRICS order
     headline_k: int
 
-    def groups(self) -> Iterator[Group]:
+    @cached_property
+    def ranking(self) -> pd.DataFrame:
+        """`method_ranking` over every cell, computed once for every renderer."""
+        return method_ranking(self.board)
+
+    @cached_property
+    def groups(self) -> tuple[Group, ...]:
+        """The task x model sections, split once."""
         boards = dict(tuple(self.board.groupby(["task", "model"])))
         headlines = dict(tuple(self.headline.groupby(["task", "model"])))
-        for (task, model), records in self.records.groupby(["task", "model"]):
-            yield Group(task, model, self.ks[(task, model)], records, boards[(task, model)],
-                        headlines.get((task, model), self.headline.iloc[:0]))
+        return tuple(Group(task, model, self.ks[(task, model)], records, boards[(task, model)],
+                           headlines.get((task, model), self.headline.iloc[:0]))
+                     for (task, model), records in self.records.groupby(["task", "model"]))
 
 
 def summarize(records: pd.DataFrame, headline_k: int = 10) -> Summary:
@@ -304,11 +316,11 @@ def render_markdown(summary: Summary) -> str:
         "each task/model grid. Submitted methods are marked `(submission)`; `ablate_drop_bottom` (each method's "
         "bottom-k removed) is a baseline, not ranked.",
         "## Overall",
-        _method_markdown(method_ranking(summary.board), summary.headline, summary.labels),
+        _method_markdown(summary.ranking, summary.headline, summary.labels),
     ]
-    for group in summary.groups():
+    for group in summary.groups:
         k = group.k
-        table = method_ranking(group.board)
+        table = group.ranking
         sections += [
             f"## {group.task} · {group.model} (k* = {format_k(k)})",
             _method_markdown(table, group.headline, summary.labels, k),

@@ -15,7 +15,7 @@ import pandas as pd
 from leaderboard.board import (
     BASELINE_METHODS, BUILTIN_SOURCE, DEPTH_METRIC, METHOD_KEYS, MISSING, RANKED_METRICS, Group, Summary, column_label,
     context_items, cost_summary, depth_stats, format_k, format_number, format_stats, headline_stats, method_label,
-    method_ranking, ranked_cell_count, seed_summary,
+    ranked_cell_count, seed_summary,
 )
 
 # Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
@@ -137,7 +137,7 @@ def _breakable(text: str) -> str:
 def _styles(summary: Summary) -> dict[tuple, tuple[str, str]]:
     """(colour, dash) per (source, method), fixed for the whole page in overall rank order; baselines are grey."""
     styles, position = {}, 0
-    for row in method_ranking(summary.board).itertuples():
+    for row in summary.ranking.itertuples():
         if row.source == BUILTIN_SOURCE and row.method in BASELINE_METHODS:
             styles[(row.source, row.method)] = BASELINE_STYLE
             continue
@@ -365,15 +365,15 @@ def _legend(keys: list[tuple], styles: dict) -> str:
 
 def _overall(summary: Summary, groups: list[Group]) -> str:
     """Mean rank over all cells and per task x model, coverage, and the headline values."""
-    per_group = {f"rank · {g.task} · {g.model}": method_ranking(g.board).set_index(METHOD_KEYS) for g in groups}
-    return _ranking_table(summary.board, summary.headline, summary.labels, per_group)
+    per_group = {f"rank · {g.task} · {g.model}": g.ranking.set_index(METHOD_KEYS) for g in groups}
+    return _ranking_table(summary.board, summary.ranking, summary.headline, summary.labels, per_group)
 
 
-def _ranking_table(board: pd.DataFrame, headline: pd.DataFrame, labels: list[str], per_group: dict | None = None,
-                   k=None) -> str:
-    """Methods in mean-rank order with coverage (cells ranked / cells with >= 2 methods), optional mean-rank
-    columns of other tables, and the headline values (± over seeds); the group's k replaces `@k*` if given."""
-    ranking = method_ranking(board)
+def _ranking_table(board: pd.DataFrame, ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str],
+                   per_group: dict | None = None, k=None) -> str:
+    """Methods in mean-rank order (`ranking`, the board's method_ranking) with coverage (cells ranked / cells
+    with >= 2 methods), optional mean-rank columns of other tables, and the headline values (± over seeds);
+    the group's k replaces `@k*` if given."""
     total = ranked_cell_count(board)
     per_group = per_group or {}
     stats = headline_stats(headline).set_index([*METHOD_KEYS, "label"])
@@ -475,15 +475,14 @@ def _agreement(records: pd.DataFrame, order: list[tuple], k) -> str:
 
 
 def _group_section(index: int, group: Group, labels: list[str], styles: dict) -> str:
-    ranking = method_ranking(group.board)
-    order = list(zip(ranking["source"], ranking["method"]))
+    order = list(zip(group.ranking["source"], group.ranking["method"]))
     parts = [f'<h2 id="group-{index}">{escape(group.task)} · {escape(group.model)} '
              f"(k* = {escape(format_k(group.k))})</h2>",
-             _ranking_table(group.board, group.headline, labels, k=group.k),
+             _ranking_table(group.board, group.ranking, group.headline, labels, k=group.k),
              "<p class=note>Baselines and chance levels:</p>", _context(group)]
     for site, site_records in group.records.groupby("site"):
         parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"
-                  "</code> by layer</h3>", _depth_table(site_records, ranking, group.k)]
+                  "</code> by layer</h3>", _depth_table(site_records, group.ranking, group.k)]
         figures = _curves(site_records, order, styles)
         if figures:
             parts += [f"<h3>Site <code>{escape(str(site))}</code>: curves over k (mean over layers; band: ±std over "
@@ -522,7 +521,7 @@ def _cost_section(costs: pd.DataFrame, styles: dict) -> str:
 
 def render_html(summary: Summary, costs: pd.DataFrame | None = None) -> str:
     """The whole page as one string."""
-    groups = list(summary.groups())
+    groups = list(summary.groups)
     styles = _styles(summary)
     toc = "".join(f'<li><a href="#group-{i}">{escape(g.task)} · {escape(g.model)}</a></li>'
                   for i, g in enumerate(groups))
