@@ -7,6 +7,7 @@ a probe fitted for one scorer (the top-k probe of `probe_acc`, say) serves the o
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 
 import numpy as np
 
@@ -102,11 +103,22 @@ class LayerData:
         return _GAUSSIAN.get(self._key(cols, target), fit)
 
     def masked_accuracy(self, keep: np.ndarray) -> float:
-        """Test accuracy of the all-neuron probe with the columns outside `keep` set to the train mean."""
+        """Test accuracy of the all-neuron probe with the columns outside `keep` set to the train mean.
+
+        A column at the mean is 0 in z-space, so zeroing its probe weights gives the same logits as
+        zeroing the column, without copying the test matrix for each of the ablation scorer's ~140 sets
+        (an mlp layer of minilm: 6 s a cell before, well under 1 s after).
+        """
         fitted, cols = self.probe(np.arange(self.n_neurons))
         mask = np.zeros(self.n_neurons, dtype=np.float32)
         mask[np.asarray(keep, dtype=np.int64)] = 1.0
-        return accuracy(fitted, self.Z["test"][:, cols] * mask[cols], self.labels("test"))
+        masked = LogisticProbe(W=fitted.W * mask[cols], b=fitted.b, n_classes=fitted.n_classes)
+        return accuracy(masked, self._live_test, self.labels("test"))
+
+    @cached_property
+    def _live_test(self) -> np.ndarray:
+        """The test matrix on the live columns, the columns of every probe on all neurons."""
+        return np.ascontiguousarray(self.Z["test"][:, self.live])
 
     def majority(self, target: str = "task") -> float:
         """Test accuracy of always predicting the most frequent train class."""
