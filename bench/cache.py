@@ -2,12 +2,15 @@
 
 Every file is written to a temporary name and moved into place with `os.replace`, and the entry's
 `<site>.json` marker is written last, so a killed job never leaves an entry that looks complete and two jobs
-racing for one entry are harmless.
+racing for one entry are harmless. Filling an entry holds its lock file, so parallel jobs (a joblib or
+cluster launcher) that need the same entry wait for the first one and reuse its files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import re
 import tempfile
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = ".cache/neuronbench"
 
@@ -76,6 +81,19 @@ class ActivationCache:
 
     def is_complete(self, entry: Path, site: str) -> bool:
         return (entry / f"{site}.json").exists()
+
+    @contextmanager
+    def filling(self, entry: Path):
+        """Hold `entry`'s lock (flock, released when its file closes, also if the process dies)."""
+        lock = entry.parent / f".{entry.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another job filling %s", entry)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def mark_complete(self, entry: Path, site: str, meta: dict) -> None:
         """Written after every layer file of the site, so its presence means the site is whole."""

@@ -100,22 +100,26 @@ def extract(loaded: LoadedModel, task: Task, cache: ActivationCache, *, sites: l
         raise NeuronbenchError(f"model {loaded.name!r} is a decoder: pooling must be 'last' "
                                "(reference.md#data-pooling)")
     entry = cache.entry(loaded.name, loaded.revision, task.corpus_id, pooling)
-    todo = [s for s in sites if not cache.is_complete(entry, s)]
-    if not todo:
+    if all(cache.is_complete(entry, s) for s in sites):
         log.info("activation cache hit: %s", entry)
         return entry
-    layers = {site: loaded.layers(site) for site in todo}
-    started = time.perf_counter()
-    n_words = 0
-    for split in SPLITS:
-        n_words += _extract_split(loaded, task.sentences[split], entry, split, layers, pooling,
-                                  batch_size, quiet, cache)
-    elapsed = time.perf_counter() - started
-    for site in todo:
-        cache.mark_complete(entry, site, {"model": loaded.name, "revision": loaded.revision,
-                                          "task": task.name, "corpus_id": task.corpus_id,
-                                          "pooling": pooling, "site": site, "layers": layers[site],
-                                          "words": n_words, "seconds": round(elapsed, 2)})
+    with cache.filling(entry):
+        todo = [s for s in sites if not cache.is_complete(entry, s)]  # another job may have filled them
+        if not todo:
+            log.info("activation cache filled by another job: %s", entry)
+            return entry
+        layers = {site: loaded.layers(site) for site in todo}
+        started = time.perf_counter()
+        n_words = 0
+        for split in SPLITS:
+            n_words += _extract_split(loaded, task.sentences[split], entry, split, layers, pooling,
+                                      batch_size, quiet, cache)
+        elapsed = time.perf_counter() - started
+        for site in todo:
+            cache.mark_complete(entry, site, {"model": loaded.name, "revision": loaded.revision,
+                                              "task": task.name, "corpus_id": task.corpus_id,
+                                              "pooling": pooling, "site": site, "layers": layers[site],
+                                              "words": n_words, "seconds": round(elapsed, 2)})
     log.info("extracted %d words x %d sites in %.1fs (%.0f words/s)", n_words, len(todo), elapsed,
              n_words / max(elapsed, 1e-9))
     return entry

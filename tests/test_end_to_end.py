@@ -75,6 +75,23 @@ def test_cli_rejects_unknown_config_name(tmp_path):
     assert "no_such_method" in proc.stderr and "method" in proc.stderr
 
 
+def test_parallel_launcher_gives_the_basic_launchers_records(tmp_path):
+    """hydra/launcher=joblib (the `launchers` extra) runs jobs in worker processes: same records."""
+    common = ["task=planted_single", "model=planted", "task.loader.n_neurons=64",
+              "scorers=[probe_acc,planted]", "quiet=true"]
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "-m", *common, "method=probeless,random",
+                           "hydra/launcher=joblib",
+                           "hydra.launcher.n_jobs=2", f"results_dir={tmp_path}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for method in ("probeless", "random"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[*common, f"method={method}",
+                                               f"results_dir={tmp_path / 'basic'}"])
+        parallel = read(tmp_path / "runs" / "planted_single" / "planted" / method / "seed0" / "records.jsonl")
+        assert parallel == read(run_job(cfg, method) / "records.jsonl")
+
+
 @pytest.mark.parametrize("group", ["task", "model", "method", "suite"])
 def test_every_config_composes(group):
     for path in sorted((CONF / group).glob("*.yaml")):

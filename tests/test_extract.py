@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
+
+import bench.extract
 
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.errors import NeuronbenchError
@@ -68,6 +73,30 @@ def test_extract_matches_direct_forward_and_is_cached(tmp_path):
     stamp = cache.layer_path(entry, "train", "hidden", 2).stat().st_mtime_ns
     extract(loaded, _task(sentences), cache, sites=["hidden"], pooling="mean")
     assert cache.layer_path(entry, "train", "hidden", 2).stat().st_mtime_ns == stamp
+
+
+def test_jobs_racing_for_an_entry_extract_it_once(tmp_path, monkeypatch, caplog):
+    """Parallel launcher workers share the cache: the second waits on the entry's lock, then reuses it."""
+    loaded, cache = load_model("tiny", TINY), ActivationCache(tmp_path)
+    task = _task([["The", "cats", "sat", "."], ["Dogs", "ran"]])
+    filled, started = [], threading.Barrier(2)
+    real_split = bench.extract._extract_split
+
+    def slow_split(*args, **kwargs):
+        filled.append(args[3])  # the split
+        time.sleep(0.2)  # the other job reaches the lock while this one holds it
+        return real_split(*args, **kwargs)
+
+    def job():
+        started.wait()
+        return extract(loaded, task, cache, sites=["hidden", "mlp"])
+
+    monkeypatch.setattr(bench.extract, "_extract_split", slow_split)
+    with caplog.at_level("INFO", logger="bench"), ThreadPoolExecutor(2) as pool:
+        entries = [future.result() for future in [pool.submit(job), pool.submit(job)]]
+    assert entries[0] == entries[1] and filled == list(SPLITS)
+    assert "waiting for another job filling" in caplog.text
+    assert "activation cache filled by another job" in caplog.text
 
 
 def test_long_sentence_dropped_whole_and_hooks_removed_on_error(tmp_path):
