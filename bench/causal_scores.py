@@ -73,7 +73,7 @@ import torch
 
 from bench.errors import NeuronbenchError
 from bench.intervene import (FinalHead, ModelContext, ModelInputs, _forward_replicated, final_head, model_inputs,
-                             next_token_ids, site_states, tied_lm_head)
+                             following_tokens, site_states, tied_lm_head)
 from bench.scorers import Score, log_area
 from methods.causal import sample_rows
 
@@ -160,11 +160,13 @@ def head_readout(head: FinalHead) -> tuple[Readout, int]:
 
 
 def run_edits(ctx: ModelContext, inputs: ModelInputs, specs: list[EditSpec], tables: dict[str, np.ndarray],
-              read: Readout, n_out: int) -> torch.Tensor:
-    """(len(specs), N, n_out) read-outs (e.g. `head_readout`) of every target word under every edit, on CPU.
+              readout: tuple[Readout, int] | None = None) -> torch.Tensor:
+    """(len(specs), N, n_out) read-outs of every target word under every edit, on CPU.
 
+    `readout` is (read, n_out); None reads the context's frozen final-layer head (`head_readout`).
     `inputs` should hold one sentence per batch (in-hook replication); identical specs are run once.
     """
+    read, n_out = readout or head_readout(final_head(ctx))
     site, layer = ctx.cell()
     keys, unique, index = {}, [], []
     for spec in specs:
@@ -266,7 +268,7 @@ def causal(ranking, data, ks, rng, *, value: str = "mean") -> list[Score]:
     randoms = {k: [rng.choice(n, size=k, replace=False) for _ in range(RANDOM_SETS)] for k in grid}
     values = (train_states(data, ctx).mean(axis=0) if value == "mean" else np.zeros(n, dtype=np.float32))
     specs = _ablation_specs(ranking, grid, randoms, n)
-    logp = run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": values}, *head_readout(final_head(ctx)))
+    logp = run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": values})
     acc, m = _accuracy(logp, gold), _gold_logp(logp, gold)
     drops, random_drops = _drops(acc, grid)
     logp_drops, random_logp_drops = _drops(m, grid)
@@ -299,8 +301,7 @@ def lm(ranking, data, ks, rng) -> list[Score]:
         return []
     started = time.perf_counter()
     grid = capped_ks(ks, n)
-    sentences, words = ctx.sentences["test"], ctx.words["test"]
-    following = next_token_ids(model_inputs(ctx.loaded, sentences, words, "last", batch_size=ctx.batch_size))
+    following = following_tokens(ctx)
     candidates = np.flatnonzero(following >= 0)
     if len(candidates) == 0:
         log.warning("lm %s L%d: skipped, no test word has a token after it", site, layer)
@@ -308,7 +309,7 @@ def lm(ranking, data, ks, rng) -> list[Score]:
     rows = candidates[sample_rows(len(candidates), N_WORDS, rng)]
     randoms = {k: [rng.choice(n, size=k, replace=False) for _ in range(RANDOM_SETS)] for k in grid}
     specs = _ablation_specs(ranking, grid, randoms, n)
-    inputs = model_inputs(ctx.loaded, sentences, words[rows], "last", batch_size=1)
+    inputs = model_inputs(ctx.loaded, ctx.sentences["test"], ctx.words["test"][rows], "last", batch_size=1)
     target = torch.as_tensor(following[rows])
 
     def read(pooled, batch_words):
@@ -316,7 +317,7 @@ def lm(ranking, data, ks, rng) -> list[Score]:
         token = target[batch_words].to(logp.device)
         return logp.gather(-1, token.expand(logp.shape[:-1]).unsqueeze(-1))
 
-    ll = run_edits(ctx, inputs, specs, {"v": train_states(data, ctx).mean(axis=0)}, read, 1)[..., 0]
+    ll = run_edits(ctx, inputs, specs, {"v": train_states(data, ctx).mean(axis=0)}, (read, 1))[..., 0]
     ll = ll.double().mean(dim=1).numpy()  # (E,) mean next-token log-probability
     drops, random_drops = _drops(ll, grid)  # a drop of log-probability = a rise of the loss
     gains = [d - r for d, r in zip(drops, random_drops)]
@@ -376,7 +377,7 @@ def tpp(ranking, data, ks, rng) -> list[Score]:
     train_rows = sample_rows(len(family.y["train"]), N_WORDS, rng)
     means = site_states(family.loaded, family.inputs("train", train_rows), site, layer).mean(axis=0)
     specs = [EditSpec("set", _top_mask(ranking, k, n), "v") for k in [0] + grid]
-    logp = run_edits(family, _sample_inputs(family, rows), specs, {"v": means}, *head_readout(final_head(family)))
+    logp = run_edits(family, _sample_inputs(family, rows), specs, {"v": means})
     predicted = logp.argmax(dim=-1).numpy()  # (E, N)
     recall = np.stack([(predicted[:, gold == j] == j).mean(axis=1) for j in range(family.n_classes)], axis=1)
     drop = recall[0] - recall[1:]  # (K, C)
@@ -428,7 +429,6 @@ def intervention(ranking, data, ks, rng) -> list[Score]:
     target = (y + 1) % n_classes
     means, medians = _class_stats(train_states(data, ctx), ctx.y["train"], n_classes)
     alpha = rank_alpha(ranking)
-    readout = head_readout(final_head(ctx))
     masks = [np.zeros(n, dtype=bool)] + [_top_mask(ranking, k, n) for k in grid]
     if n_classes == 2:  # concept form: negatives clamped to the concept (success), positives too (no harm)
         clamp_rows, keep_rows = rows[y == 0], rows[y == 1]
@@ -451,7 +451,7 @@ def intervention(ranking, data, ks, rng) -> list[Score]:
             continue
         specs = [EditSpec(curves[name][0], m, curves[name][1]) for name in names for m in masks]
         logp = run_edits(ctx, _sample_inputs(ctx, curve_rows), specs,
-                         {curves[name][1]: curves[name][2] for name in names}, *readout)
+                         {curves[name][1]: curves[name][2] for name in names})
         for i, name in enumerate(names):
             values[name] = _accuracy(logp[i * len(masks):(i + 1) * len(masks)], curves[name][4])
     scores = []
@@ -475,7 +475,7 @@ def faithfulness_curve(ranking, data, budgets_k, rng) -> tuple[np.ndarray, float
     means = train_states(data, ctx).mean(axis=0)
     specs = [EditSpec("set", np.zeros(n, dtype=bool), "v"), EditSpec("set", np.ones(n, dtype=bool), "v")]
     specs += [EditSpec("set", ~_top_mask(ranking, int(k), n), "v") for k in budgets_k]
-    m = _gold_logp(run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": means}, *head_readout(final_head(ctx))),
+    m = _gold_logp(run_edits(ctx, _sample_inputs(ctx, rows), specs, {"v": means}),
                    gold)
     m_full, m_empty = float(m[0]), float(m[1])
     gap = m_full - m_empty

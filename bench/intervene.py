@@ -419,6 +419,16 @@ def next_token_ids(inputs: ModelInputs) -> np.ndarray:
     return out
 
 
+_NEXT_TOKENS = BoundedMemo(16)
+
+
+def following_tokens(ctx: ModelContext) -> np.ndarray:
+    """`next_token_ids` of the context's test words under `last` pooling, once per process: the same
+    for every layer and every method of the task form."""
+    return _NEXT_TOKENS.get(ctx.key, lambda: next_token_ids(model_inputs(
+        ctx.loaded, ctx.sentences["test"], ctx.words["test"], "last", batch_size=ctx.batch_size)))
+
+
 # --- the frozen final-layer head -----------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
