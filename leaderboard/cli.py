@@ -52,16 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     single_threaded_blas()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command != "build":
-            return COMMANDS[args.command](args)
-        path = build(args.results, args.headline_k)
+        return COMMANDS[args.command](args)
     except NeuronbenchError as err:
         print(f"neuronbench-board: error: {err}", file=sys.stderr)
         return 2
-    if args.print:
-        print(path.read_text())
-    print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}", file=sys.stderr)
-    return 0
 
 
 def _add_submission_commands(sub) -> None:
@@ -85,6 +79,14 @@ def _add_submission_commands(sub) -> None:
     check_cmd.add_argument("--golden", type=Path, default=GOLDEN_DIR, help="folder with check.yaml and golden.json")
     check_cmd.add_argument("--methods", help="comma-separated subset (default: check.yaml's `methods`)")
     check_cmd.add_argument("--update", action="store_true", help="rewrite golden.json from this run")
+
+
+def _build(args) -> int:
+    path = build(args.results, args.headline_k)
+    if args.print:
+        print(path.read_text())
+    print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}", file=sys.stderr)
+    return 0
 
 
 def _validate(args) -> int:
@@ -116,7 +118,7 @@ def _check(args) -> int:
     return 0 if passed else 1
 
 
-COMMANDS = {"validate": _validate, "score": _score, "export": _export, "check": _check}
+COMMANDS = {"build": _build, "validate": _validate, "score": _score, "export": _export, "check": _check}
 
 
 if __name__ == "__main__":
