@@ -7,6 +7,7 @@ a probe fitted for one scorer (the top-k probe of `probe_acc`, say) serves the o
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -20,8 +21,18 @@ from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 
 
-_PROBES = BoundedMemo(512)  # linear probe fits: (probe, live columns)
+_PROBES = BoundedMemo(512)  # linear probe fits (FittedProbe)
 _GAUSSIAN = BoundedMemo(4096)  # Gaussian-family test accuracies; cheap, but the scorers ask for each twice
+
+
+@dataclass(frozen=True, eq=False)
+class FittedProbe:
+    """A memoized evaluation probe with its accuracies: every scorer asks for them, several times a cell."""
+
+    probe: LogisticProbe
+    columns: np.ndarray  # the live columns it reads
+    dev_accuracy: float
+    test_accuracy: float
 
 
 class LayerData:
@@ -53,15 +64,16 @@ class LayerData:
             return self.examples.control[split]
         raise NeuronbenchError(f"unknown probe target {target!r}; use 'task' or 'control'")
 
-    def probe(self, columns: np.ndarray, target: str = "task") -> tuple[LogisticProbe, np.ndarray]:
+    def probe(self, columns: np.ndarray, target: str = "task") -> FittedProbe:
         """The evaluation probe on `columns` (live ones only; dead ones are constant), C chosen on dev."""
         cols = self._live_columns(columns)
 
-        def fit():
+        def fit() -> FittedProbe:
             fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
                                    self.Z["dev"][:, cols], self.labels("dev", target),
                                    self.examples.n_classes)
-            return fitted, cols
+            return FittedProbe(fitted, cols, *(accuracy(fitted, self.Z[split][:, cols], self.labels(split, target))
+                                               for split in ("dev", "test")))
 
         return _PROBES.get(self._key(cols, target), fit)
 
@@ -74,13 +86,11 @@ class LayerData:
 
     def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of a probe retrained on `columns` alone."""
-        fitted, cols = self.probe(columns, target)
-        return accuracy(fitted, self.Z["test"][:, cols], self.labels("test", target))
+        return self.probe(columns, target).test_accuracy
 
     def dev_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Dev accuracy of the same memoized probe (the accuracy its C was chosen by)."""
-        fitted, cols = self.probe(columns, target)
-        return accuracy(fitted, self.Z["dev"][:, cols], self.labels("dev", target))
+        return self.probe(columns, target).dev_accuracy
 
     def gaussian_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of the `gaussian` evaluation probe on `columns` (reference.md#metric-probe-acc).
@@ -109,10 +119,11 @@ class LayerData:
         zeroing the column, without copying the test matrix for each of the ablation scorer's ~140 sets
         (an mlp layer of minilm: 6 s a cell before, well under 1 s after).
         """
-        fitted, cols = self.probe(np.arange(self.n_neurons))
+        fitted = self.probe(np.arange(self.n_neurons))
         mask = np.zeros(self.n_neurons, dtype=np.float32)
         mask[np.asarray(keep, dtype=np.int64)] = 1.0
-        masked = LogisticProbe(W=fitted.W * mask[cols], b=fitted.b, n_classes=fitted.n_classes)
+        masked = LogisticProbe(W=fitted.probe.W * mask[fitted.columns], b=fitted.probe.b,
+                               n_classes=fitted.probe.n_classes)
         return accuracy(masked, self._live_test, self.labels("test"))
 
     @cached_property
