@@ -21,7 +21,10 @@ from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 
 
-_PROBES = BoundedMemo(512)  # linear probe fits (FittedProbe)
+# Linear probe fits (FittedProbe). A job adds ~14 a cell (7 k x task/control); the next job of the same task
+# and seed reuses the cell's all-neuron probes, the costliest fits, if they are still held: one job of
+# smollm2_135m (61 cells) adds ~850, hence the bound. Entries are small (W is n_outputs x k).
+_PROBES = BoundedMemo(4096)
 _GAUSSIAN = BoundedMemo(4096)  # Gaussian-family test accuracies; cheap, but the scorers ask for each twice
 
 

@@ -293,6 +293,9 @@ def test_suite_size_matches_its_header(suite):
     model_based = {"method=ablate_single", "method=ig_head"}
     if suite == "standard":
         assert axes["seed"] == {"seed=0", "seed=1", "seed=2"} and model_based.isdisjoint(axes["method"])
+        # method varies fastest: consecutive jobs share a task and seed, so their all-neuron probes
+        first, second = jobs[0], jobs[1]
+        assert first[-1].startswith("method=") and first[:-1] == second[:-1] and first[-1] != second[-1]
     else:
         assert axes["method"] == model_based and all("method.n_words=200" in job for job in jobs)
 
