@@ -80,8 +80,7 @@ def test_parallel_launcher_gives_the_basic_launchers_records(tmp_path):
     common = ["task=planted_single", "model=planted", "task.loader.n_neurons=64",
               "scorers=[probe_acc,planted]", "quiet=true"]
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "-m", *common, "method=probeless,random",
-                           "hydra/launcher=joblib",
-                           "hydra.launcher.n_jobs=2", f"results_dir={tmp_path}"],
+                           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"results_dir={tmp_path}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for method in ("probeless", "random"):

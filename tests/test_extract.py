@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import bench.extract
-
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.extract import align_words, extract, ffn_capture, pool, tokenize_words
