@@ -57,16 +57,22 @@ def prox_elastic_net(V: np.ndarray, threshold: float, shrink: float) -> np.ndarr
     return W * (max(0.0, 1.0 - shrink / norm) if norm > 0 else 0.0)
 
 
+def ridge_start(Z, y, n_classes: int, l1: float, l2: float) -> LogisticProbe:
+    """FISTA's warm start: the L2 probe of penalty strength l1 + l2 (at least MIN_WARM_START_RIDGE)."""
+    return fit_logistic(Z, y, n_classes, C=1.0 / (len(Z) * max(l1 + l2, MIN_WARM_START_RIDGE)))
+
+
 def fit_elastic_net(Z, y, n_classes: int, l1: float, l2: float, max_iter: int = 5000,
-                    tol: float = 1e-7, solver: str = "auto") -> tuple[np.ndarray, np.ndarray, int]:
+                    tol: float = 1e-7, solver: str = "auto",
+                    start: LogisticProbe | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Minimize `mean CE + l1 * sum|W| + l2 * ||W||_F` (b free); return (W, b, iterations).
 
     W has shape (n_outputs, D): one row (sigmoid) for two classes, one per class (softmax) otherwise.
     `solver="auto"` takes FISTA when l1 > 0 and L-BFGS (`fit_smooth_probe`, same objective) when l1 = 0.
-    FISTA (reference.md#method-lca) backtracks and is warm-started from a ridge fit. The momentum
-    restarts (O'Donoghue & Candes 2015) when it points against the proximal step, and a step that would
-    raise the objective is redone without momentum, so the iterates descend monotonically and "relative
-    objective decrease below `tol`" is a sound stopping rule.
+    FISTA (reference.md#method-lca) backtracks and is warm-started from `start` (default: `ridge_start`).
+    The momentum restarts (O'Donoghue & Candes 2015) when it points against the proximal step, and a step
+    that would raise the objective is redone without momentum, so the iterates descend monotonically and
+    "relative objective decrease below `tol`" is a sound stopping rule.
     """
     if solver not in SOLVERS:
         raise NeuronbenchError(f"fit_elastic_net: solver must be one of {SOLVERS}, got {solver!r}")
@@ -75,8 +81,7 @@ def fit_elastic_net(Z, y, n_classes: int, l1: float, l2: float, max_iter: int = 
             raise NeuronbenchError(f"the L-BFGS solver needs l1 = 0 (a smooth objective), got l1={l1}")
         return fit_smooth_probe(Z, y, n_classes, l2, max_iter)
     Z, y = check_probe_inputs(Z, y, n_classes)
-    n = len(Z)
-    ridge = fit_logistic(Z, y, n_classes, C=1.0 / (n * max(l1 + l2, MIN_WARM_START_RIDGE)))
+    ridge = start if start is not None else ridge_start(Z, y, n_classes, l1, l2)
     W, b = ridge.W.astype(np.float64), ridge.b.astype(np.float64)
     # The logits are tracked in float64 and moved by float32 matmuls of parameter *changes*: a fresh
     # float32 product would carry rounding noise of about 1e-8 of the loss, enough to upset the
@@ -261,10 +266,13 @@ class LinearProbeRanker(Method):
     def _fit_selected_on_dev(self, Z, y, n_classes: int, Z_dev, y_dev) -> np.ndarray:
         """The weights of the grid fit with the best dev accuracy; the larger penalties come first, so a
         strictly better accuracy is needed to move to a smaller one."""
-        best = (-1.0, None, None)
+        best, starts = (-1.0, None, None), {}  # pairs with one l1 + l2 share FISTA's warm start
         for l1 in sorted(PENALTY_GRID if self.l1 else (0.0,), reverse=True):
             for l2 in sorted(PENALTY_GRID if self.l2 else (0.0,), reverse=True):
-                W, b, _ = fit_elastic_net(Z, y, n_classes, l1, l2, self.max_iter, self.tol)
+                if l1 and l1 + l2 not in starts:
+                    starts[l1 + l2] = ridge_start(Z, y, n_classes, l1, l2)
+                W, b, _ = fit_elastic_net(Z, y, n_classes, l1, l2, self.max_iter, self.tol,
+                                          start=starts.get(l1 + l2) if l1 else None)
                 probe = LogisticProbe(W.astype(np.float32), b.astype(np.float32), n_classes)
                 dev_accuracy = accuracy(probe, Z_dev, y_dev)
                 if dev_accuracy > best[0]:
