@@ -75,8 +75,8 @@ class LayerData:
             fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
                                    self.Z["dev"][:, cols], self.labels("dev", target),
                                    self.examples.n_classes)
-            return FittedProbe(fitted, cols, *(accuracy(fitted, self.Z[split][:, cols], self.labels(split, target))
-                                               for split in ("dev", "test")))
+            dev, test = (accuracy(fitted, self.Z[s][:, cols], self.labels(s, target)) for s in ("dev", "test"))
+            return FittedProbe(fitted, cols, dev, test)
 
         return _PROBES.get(self._key(cols, target), fit)
 
