@@ -1,4 +1,4 @@
-"""The CoNLL-U reader: edge cases from a hand-written fixture, file:line errors for bad input."""
+"""The CoNLL-U reader: edge cases from a hand-written treebank, file:line errors for bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,39 @@ import pytest
 from bench.errors import NeuronbenchError
 from tasks.conllu import Token, read_conllu
 
-FIXTURES = Path(__file__).parent / "fixtures"
+# Written by hand: a multiword token, an empty node (8.1) with an enhanced graph, an empty XPOS and
+# head, and no blank line after the last sentence.
+EDGE_CASES = """\
+# newdoc id = fixture
+# sent_id = 1
+# text = I don't know.
+1	I	I	PRON	PRP	Case=Nom|Number=Sing|Person=1|PronType=Prs	4	nsubj	4:nsubj	_
+2-3	don't	_	_	_	_	_	_	_	_
+2	do	do	AUX	VBP	Mood=Ind|Number=Sing|Person=1|Tense=Pres|VerbForm=Fin	4	aux	4:aux	_
+3	n't	not	PART	RB	Polarity=Neg	4	advmod	4:advmod	_
+4	know	know	VERB	VB	VerbForm=Inf	0	root	0:root	SpaceAfter=No
+5	.	.	PUNCT	.	_	4	punct	4:punct	_
+
+# sent_id = 2
+# text = I ate an apple at noon and Kim a pear.
+1	I	I	PRON	PRP	Case=Nom|Number=Sing|Person=1|PronType=Prs	2	nsubj	2:nsubj	_
+2	ate	eat	VERB	VBD	Mood=Ind|Tense=Past|VerbForm=Fin	0	root	0:root	_
+3	an	a	DET	DT	Definite=Ind|PronType=Art	4	det	4:det	_
+4	apple	apple	NOUN	NN	Number=Sing	2	obj	2:obj	_
+5	at	at	ADP	IN	_	6	case	6:case	_
+6	noon	noon	NOUN	NN	Number=Sing	2	obl	2:obl:at	_
+7	and	and	CCONJ	CC	_	8	cc	8.1:cc	_
+8	Kim	Kim	PROPN	NNP	Number=Sing	2	conj	8.1:nsubj	_
+8.1	ate	eat	VERB	VBD	Mood=Ind|Tense=Past|VerbForm=Fin	_	_	2:conj:and	CopyOf=2
+9	a	a	DET	DT	Definite=Ind|PronType=Art	10	det	10:det	_
+10	pear	pear	NOUN	NN	Number=Sing	8	orphan	8.1:obj	SpaceAfter=No
+11	.	.	PUNCT	.	_	2	punct	2:punct	_
+
+# sent_id = 3
+# text = Hello!
+1	Hello	hello	INTJ	_	_	_	_	_	SpaceAfter=No
+2	!	!	PUNCT	.	_	1	punct	1:punct	_
+"""
 WORD = "1\tHaus\tHaus\tNOUN\tNN\tNumber=Sing\t0\troot\t_\t_"
 
 
@@ -24,8 +56,10 @@ def write(tmp_path: Path, lines: list[str], name: str = "bad.conllu") -> Path:
     return path
 
 
-def test_edge_cases_fixture():
-    sentences = read_conllu(FIXTURES / "edge_cases.conllu")
+def test_edge_cases(tmp_path):
+    path = tmp_path / "edge_cases.conllu"
+    path.write_text(EDGE_CASES, encoding="utf-8")
+    sentences = read_conllu(path)
 
     # Comments skipped, the last sentence counts without a trailing blank line.
     assert [len(sentence) for sentence in sentences] == [5, 11, 2]
