@@ -379,8 +379,8 @@ def _check_coverage(found: dict, name: str, task_versions, configs: _Configs) ->
     for (task, concept, model), pair_seeds in sorted(seeds.items(), key=str):
         if len(pair_seeds) < MIN_SEEDS:
             complete[task, concept, model] = False
-            problems.append(f"runs/{task_form(task, concept)}/{model}: seeds {sorted(pair_seeds)}; at least {MIN_SEEDS} seeds are "
-                            "needed (seed stability is scored)")
+            problems.append(f"runs/{task_form(task, concept)}/{model}: seeds {sorted(pair_seeds)}; at least "
+                            f"{MIN_SEEDS} seeds are needed (seed stability is scored)")
     versions = task_versions if isinstance(task_versions, dict) else {}
     tasks = {task for task, _, _ in seeds}
     problems += [f"{META_FILE}: task_versions lacks {task!r}, which has rankings"
