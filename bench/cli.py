@@ -1,4 +1,5 @@
-"""`neuronbench`: the Hydra app. Each Hydra job runs one task x model x method x seed."""
+"""`neuronbench`: the Hydra app. Each Hydra job runs one task x model x seed for the `method` group's method,
+or for every method of `methods: [...]` in one pass per cell."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from bench.errors import NeuronbenchError
-from bench.run import run_job, single_threaded_blas
+from bench.run import method_configs, run_job, run_methods, single_threaded_blas
 
 
 # The project is used from a clone: conf/ sits next to the packages.
@@ -23,9 +24,11 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> None:
-    method_name = HydraConfig.get().runtime.choices["method"]
     try:
-        run_job(cfg, method_name)
+        if cfg.get("methods") is not None:
+            run_methods(cfg, method_configs(cfg.methods, CONF_DIR))
+        else:
+            run_job(cfg, HydraConfig.get().runtime.choices["method"])
     except NeuronbenchError as err:
         raise SystemExit(f"neuronbench: error: {err}") from None
 

@@ -12,20 +12,13 @@ from functools import cached_property
 
 import numpy as np
 
-from bench.cache import BoundedMemo
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
-from bench.probe import LogisticProbe, accuracy, fit_select
+from bench.probe import LogisticProbe, accuracy, fit_select, predict_from_logits
 from methods.base import check_activations, live_neurons
 from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 
-
-# Linear probe fits (FittedProbe). A job adds ~14 a cell (7 k x task/control); the next job of the same task
-# and seed reuses the cell's all-neuron probes, the costliest fits, if they are still held: one job of
-# smollm2_135m (61 cells) adds ~850, hence the bound. Entries are small (W is n_outputs x k).
-_PROBES = BoundedMemo(4096)
-_GAUSSIAN = BoundedMemo(4096)  # Gaussian-family test accuracies; cheap, but the scorers ask for each twice
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +32,9 @@ class FittedProbe:
 
 
 class LayerData:
+    """A cell's shared state: every method of a job is scored on one LayerData, so its memos (probe fits,
+    Gaussian accuracies, ablated accuracies) serve every ranking of the cell and die with it."""
+
     def __init__(self, X: dict[str, np.ndarray], examples: Examples, where: str = "layer",
                  truth: tuple[frozenset[int], ...] | None = None, context=None):
         train = check_activations(X["train"], f"{where} train")
@@ -59,6 +55,15 @@ class LayerData:
             for part in (self.Z[split], examples.y[split], examples.control[split]):
                 digest.update(np.ascontiguousarray(part).tobytes())
         self.fingerprint = digest.digest()
+        self._probes: dict = {}  # (target, columns) -> FittedProbe
+        self._gaussian: dict = {}  # (target, columns) -> test accuracy
+        self._ablated: dict = {}  # (kept?, columns) -> test accuracy of the masked all-neuron probe
+
+    @staticmethod
+    def _memo(memo: dict, key, compute):
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
 
     def labels(self, split: str, target: str = "task") -> np.ndarray:
         if target == "task":
@@ -78,14 +83,15 @@ class LayerData:
             dev, test = (accuracy(fitted, self.Z[s][:, cols], self.labels(s, target)) for s in ("dev", "test"))
             return FittedProbe(fitted, cols, dev, test)
 
-        return _PROBES.get(self._key(cols, target), fit)
+        return self._memo(self._probes, self._key(cols, target), fit)
 
     def _live_columns(self, columns: np.ndarray) -> np.ndarray:
         cols = np.sort(np.asarray(columns, dtype=np.int64))
         return cols[self.live[cols]]
 
-    def _key(self, cols: np.ndarray, target: str) -> tuple[bytes, str, bytes]:
-        return self.fingerprint, target, hashlib.sha1(cols.tobytes()).digest()
+    @staticmethod
+    def _key(cols: np.ndarray, target) -> tuple:
+        return target, hashlib.sha1(cols.tobytes()).digest()
 
     def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of a probe retrained on `columns` alone."""
@@ -113,21 +119,31 @@ class LayerData:
                 np.searchsorted(live, cols), self.examples.n_classes)
             return float(np.mean(np.argmax(log_posterior, axis=1) == self.labels("test", target)))
 
-        return _GAUSSIAN.get(self._key(cols, target), fit)
+        return self._memo(self._gaussian, self._key(cols, target), fit)
 
-    def masked_accuracy(self, keep: np.ndarray) -> float:
-        """Test accuracy of the all-neuron probe with the columns outside `keep` set to the train mean.
+    def ablated_accuracy(self, columns: np.ndarray, kept: bool) -> float:
+        """Test accuracy of the all-neuron probe with only `columns` kept (`kept`), or only they removed, the
+        other columns at the train mean (reference.md#metric-ablation).
 
-        A column at the mean is 0 in z-space, so zeroing its probe weights gives the same logits as
-        zeroing the column, without copying the test matrix for each of the ablation scorer's ~140 sets
-        (an mlp layer of minilm: 6 s a cell before, well under 1 s after).
+        A column at the mean is 0 in z-space, so its probe term vanishes: the logits are the columns' own
+        contribution Z[:, S] @ W[:, S].T (kept) or the full logits minus it (removed). Each set costs a
+        k-column product instead of a D-column one, and a set every method asks for (the cell's random
+        sets) is computed once.
         """
-        fitted = self.probe(np.arange(self.n_neurons))
-        mask = np.zeros(self.n_neurons, dtype=np.float32)
-        mask[np.asarray(keep, dtype=np.int64)] = 1.0
-        masked = LogisticProbe(W=fitted.probe.W * mask[fitted.columns], b=fitted.probe.b,
-                               n_classes=fitted.probe.n_classes)
-        return accuracy(masked, self._live_test, self.labels("test"))
+        cols = self._live_columns(columns)
+
+        def compute() -> float:
+            fitted = self.probe(np.arange(self.n_neurons))
+            where = np.searchsorted(fitted.columns, cols)
+            part = self._live_test[:, where] @ fitted.probe.W[:, where].T
+            logits = part + fitted.probe.b if kept else self._full_logits - part
+            return float(np.mean(predict_from_logits(logits, fitted.probe.n_classes) == self.labels("test")))
+
+        return self._memo(self._ablated, self._key(cols, kept), compute)
+
+    @cached_property
+    def _full_logits(self) -> np.ndarray:
+        return self.probe(np.arange(self.n_neurons)).probe.logits(self._live_test)
 
     @cached_property
     def _live_test(self) -> np.ndarray:

@@ -39,11 +39,14 @@ class LogisticProbe:
         return np.asarray(Z, dtype=np.float32) @ self.W.T + self.b
 
     def predict(self, Z) -> np.ndarray:
-        """int64 class ids; a tie between logits goes to the lower class id."""
-        logits = self.logits(Z)
-        if self.n_classes == 2:
-            return (logits[:, 0] > 0).astype(np.int64)
-        return np.argmax(logits, axis=1)
+        return predict_from_logits(self.logits(Z), self.n_classes)
+
+
+def predict_from_logits(logits: np.ndarray, n_classes: int) -> np.ndarray:
+    """int64 class ids from (N, n_outputs) logits; a tie between logits goes to the lower class id."""
+    if n_classes == 2:
+        return (logits[:, 0] > 0).astype(np.int64)
+    return np.argmax(logits, axis=1)
 
 
 def check_probe_inputs(Z, y, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

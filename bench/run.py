@@ -12,7 +12,7 @@ import logging
 import subprocess
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable
@@ -33,7 +33,7 @@ from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
 from bench.models import LoadedModel, load_model
-from bench.scorers import get_scorer, k_grid, needs_model
+from bench.scorers import Score, get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
 from methods.base import Method
 from methods.cross_model import matched_layers
@@ -281,23 +281,82 @@ def changed_since(job_json: Path, cfg: DictConfig) -> list[str]:
     return sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
 
 
+def method_configs(names, conf_dir: Path) -> dict[str, dict]:
+    """`methods: [...]` as {name: params} from conf/method/<name>.yaml; `all` is every method that does not
+    run the model. An unknown name fails here, before any forward pass, listing the valid ones."""
+    valid = sorted(path.stem for path in (conf_dir / "method").glob("*.yaml"))
+    wanted = valid if names == "all" else [names] if isinstance(names, str) else list(names)
+    unknown = [name for name in wanted if name not in valid]
+    if unknown or not wanted:
+        raise NeuronbenchError(f"methods: unknown {', '.join(map(repr, unknown)) or 'empty list'}; valid: "
+                               f"{', '.join(valid)} (or methods=all)")
+    configs = {name: OmegaConf.to_container(OmegaConf.load(conf_dir / "method" / f"{name}.yaml"), resolve=True)
+               for name in wanted}
+    if names == "all":
+        configs = {name: params for name, params in configs.items()
+                   if "model" not in instantiate(params).needs}
+    return configs
+
+
+def with_method(cfg: DictConfig, params: dict) -> DictConfig:
+    """The job's config as a one-method job of `params` would have it: what that method's job.json keeps."""
+    single = cfg.copy()
+    OmegaConf.update(single, "method", params, merge=False, force_add=True)
+    return single
+
+
+def finished(out: Path, cfg: DictConfig) -> bool:
+    """True if the method's records exist and force is off; a skip made with other record keys is a warning."""
+    if not (out / "records.jsonl").exists() or cfg.force:
+        return False
+    changed = changed_since(out / "job.json", cfg)
+    if changed:
+        log.warning("skip %s: records exist but were made with other values of %s (force=true reruns)",
+                    out, ", ".join(changed))
+    else:
+        log.info("skip %s: records exist (force=true reruns)", out)
+    return True
+
+
+@dataclass
+class MethodJob:
+    """One method's share of a job: its config and folder, and the rows it collects over the cells."""
+
+    name: str
+    cfg: DictConfig
+    method: Method
+    out: Path
+    others: OtherModels | None = None
+    records: list = field(default_factory=list)
+    costs: list = field(default_factory=list)
+    timings: list = field(default_factory=list)
+
+
 def run_job(cfg: DictConfig, method_name: str) -> Path:
-    """Run (or skip, if its records exist and force is off) one job; returns its folder."""
+    """Run (or skip, if its records exist and force is off) the one-method job of `cfg.method`."""
+    return run_methods(cfg, {method_name: OmegaConf.to_container(cfg.method, resolve=True)})[method_name]
+
+
+def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
+    """One task x model x seed job for several methods: each cell is loaded once, every method ranks it, and
+    each distinct ranking is scored once on the cell's shared LayerData. Each method's records, rankings and
+    job.json land in its own folder, as its one-method job would write them (same values).
+
+    Returns {method: folder}; methods whose records exist (and force is off) are skipped.
+    """
     # ??? in a task config (conllu's files): concept is left to check_concept, which lists the valid ones
     unset = sorted(OmegaConf.missing_keys(cfg.task) - {"task.concept"})
     if unset:
         raise NeuronbenchError(f"config values left unset (???): {', '.join(unset)}; give them on the "
                                f"command line, e.g. {unset[0]}=...")
-    out = job_dir(cfg, method_name)
-    records_path = out / "records.jsonl"
-    if records_path.exists() and not cfg.force:
-        changed = changed_since(out / "job.json", cfg)
-        if changed:
-            log.warning("skip %s: records exist but were made with other values of %s (force=true reruns)",
-                        out, ", ".join(changed))
-        else:
-            log.info("skip %s: records exist (force=true reruns)", out)
-        return out
+    for name in cfg.scorers:
+        get_scorer(name)  # an unknown scorer fails before any work
+    folders = {name: job_dir(cfg, name) for name in methods}
+    jobs = [MethodJob(name, single, instantiate(params), folders[name])
+            for name, params in methods.items()
+            for single in [with_method(cfg, params)] if not finished(folders[name], single)]
+    if not jobs:
+        return folders
     single_threaded_blas()  # also in launcher worker processes, which skip the CLI's main()
     started = time.perf_counter()
     task_cfg, model_cfg = cfg.task, cfg.model
@@ -307,84 +366,103 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
               else extracted_source(task, cfg))
     t_extract = time.perf_counter() - started
     examples = source.examples
-    method_params = OmegaConf.to_container(cfg.method, resolve=True)
-    method: Method = instantiate(method_params)
-    others = (other_models_source(task, cfg, method, source)
-              if "other_activations" in method.needs else None)
-    for name in cfg.scorers:
-        get_scorer(name)  # an unknown scorer fails before any work
+    for job in jobs:
+        if "other_activations" in job.method.needs:
+            job.others = other_models_source(task, cfg, job.method, source)
     context = None
-    if "model" in method.needs or any(needs_model(name) for name in cfg.scorers):
+    if any("model" in job.method.needs for job in jobs) or any(needs_model(name) for name in cfg.scorers):
         if source.model is None:
-            raise NeuronbenchError(f"method {method_name!r} or scorers {list(cfg.scorers)} run the "
-                                   "model; planted tasks have none")
+            raise NeuronbenchError(f"methods {[job.name for job in jobs]} or scorers {list(cfg.scorers)} run "
+                                   "the model; planted tasks have none")
         wants_family = source.family is not None and "tpp" in cfg.scorers  # only tpp reads the multi-class form
         context = model_context(task, examples, source.model, pooling=source.pooling,
                                 batch_size=cfg.batch_size, family=source.family() if wants_family else None)
-    base = {"task": task_cfg.name, "task_version": str(task_cfg.version),
-            "concept": task_cfg.get("concept"), "model": model_cfg.name,
-            "model_revision": source.revision, "pooling": source.pooling, "method": method_name,
-            "method_params": json.dumps(method_params, sort_keys=True), "seed": int(cfg.seed),
-            "source": getattr(method, "source", "builtin"),  # a submission says "submission:<name>"
-            "package_version": bench.__version__, "git_commit": git_commit(),
-            "n_train": len(examples.y["train"]), "n_test": len(examples.y["test"])}
-    records, costs, timings = [], [], []
+    common = {"task": task_cfg.name, "task_version": str(task_cfg.version),
+              "concept": task_cfg.get("concept"), "model": model_cfg.name,
+              "model_revision": source.revision, "pooling": source.pooling}
+    stamp = {"package_version": bench.__version__, "git_commit": git_commit(),
+             "n_train": len(examples.y["train"]), "n_test": len(examples.y["test"])}
     groups = (None if not cfg.get("bootstrap")  # train sentence ids, what stab_boot resamples
               else np.arange(len(examples.y["train"])) if isinstance(task, PlantedData)  # planted words are iid
               else word_refs(task.sentences["train"], examples.index["train"])[:, 0])
-    for site, layer in source.layers:
+    for done, (site, layer) in enumerate(source.layers):
         t0 = time.perf_counter()
         cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
         X = source.load(site, layer)
         cell_context = context.at(site, layer) if context is not None else None
         data = LayerData(X, examples, where=cell, truth=source.truth, context=cell_context)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
-        available = {"model": cell_context, "cell": Cell(task_cfg.name, task_cfg.get("concept"),
-                                                         model_cfg.name, int(cfg.seed), site, layer),
-                     "dev": (X["dev"], examples.y["dev"])}
-        rows = slice(None)  # a cross-model method reads the train words that every model encodes
-        if others is not None:
-            available["other_activations"], rows = others.activations(site, layer), others.keep
-        inputs = {need: available[need] for need in method.needs if need in available}
-        ranking, seconds, peak = timed_rank(method, X["train"][rows], examples.y["train"][rows],
-                                            cell_rng(cfg.seed, *key, "method"), inputs)
-        cell_fields = {**base, "layer": layer, "site": site, "n_neurons": data.n_neurons,
-                       "other": None, "chance": None, "k": None}
-        costs += [{**cell_fields, "metric": "cost_time_s", "value": seconds},
-                  {**cell_fields, "metric": "cost_peak_mem_b", "value": peak}]
-        atomic_save_npy(ranking_file(out, site, layer), ranking.astype(np.int64))
-        for kind in DIAGNOSTICS:
-            if getattr(method, f"{kind}_", None) is not None:
-                atomic_save_npy(diagnostics_file(out, kind, site, layer), getattr(method, f"{kind}_"))
         ks = k_grid(data.n_neurons, cfg.ks)
-        scoring = {name: partial(get_scorer(name), ranking, data, ks, cell_rng(cfg.seed, *key, name))
-                   for name in cfg.scorers}
-        if cfg.get("bootstrap"):  # needs the method itself, so it is the runner's, not a scorer
-            scoring["bootstrap"] = partial(bootstrap_rows, method, method_name, X["train"], examples.y["train"],
-                                           groups, ranking, cell_rng(cfg.seed, *key, "bootstrap"),
-                                           int(cfg.bootstrap))
-        scorer_s = {}
-        for name, score_cell in scoring.items():
-            t_scorer = time.perf_counter()
-            for score in score_cell():
-                records.append({**cell_fields, "metric": score.metric, "k": score.k,
-                                "value": score.value, "chance": score.chance})
-            scorer_s[name] = round(time.perf_counter() - t_scorer, 3)
-        t_layer = time.perf_counter() - t0
-        timings.append({"site": site, "layer": layer, "seconds": round(t_layer, 3), "scorers_s": scorer_s})
-        log.info("%s %s: rank %.2fs, load + rank + score %.2fs", method_name, cell, seconds, t_layer)
-    atomic_write_bytes(out / "job.json", json.dumps(
-        {"config": OmegaConf.to_container(cfg, resolve=True), "method": method_name,
+        scored: dict[bytes, tuple[str, list[tuple[str, Score]], dict]] = {}  # ranking -> first method, rows, times
+        for job in jobs:
+            t_method = time.perf_counter()
+            available = {"model": cell_context, "cell": Cell(task_cfg.name, task_cfg.get("concept"),
+                                                             model_cfg.name, int(cfg.seed), site, layer),
+                         "dev": (X["dev"], examples.y["dev"])}
+            rows = slice(None)  # a cross-model method reads the train words that every model encodes
+            if job.others is not None:
+                available["other_activations"], rows = job.others.activations(site, layer), job.others.keep
+            inputs = {need: available[need] for need in job.method.needs if need in available}
+            ranking, seconds, peak = timed_rank(job.method, X["train"][rows], examples.y["train"][rows],
+                                                cell_rng(cfg.seed, *key, "method"), inputs)
+            atomic_save_npy(ranking_file(job.out, site, layer), ranking.astype(np.int64))
+            for kind in DIAGNOSTICS:
+                if getattr(job.method, f"{kind}_", None) is not None:
+                    atomic_save_npy(diagnostics_file(job.out, kind, site, layer), getattr(job.method, f"{kind}_"))
+            fingerprint = ranking.astype(np.int64).tobytes()
+            if fingerprint not in scored:
+                scored[fingerprint] = (job.name, *score_cell(ranking, data, ks, cfg.scorers, cfg.seed, key))
+            first, scores, scorer_s = scored[fingerprint]
+            if cfg.get("bootstrap"):  # needs the method itself, so it is the runner's, not a scorer's
+                scores = scores + [("bootstrap", score) for score in bootstrap_rows(
+                    job.method, job.name, X["train"], examples.y["train"], groups, ranking,
+                    cell_rng(cfg.seed, *key, "bootstrap"), int(cfg.bootstrap))]
+            base = {**common, "method": job.name,
+                    "method_params": json.dumps(OmegaConf.to_container(job.cfg.method, resolve=True),
+                                                sort_keys=True), "seed": int(cfg.seed),
+                    "source": getattr(job.method, "source", "builtin"),  # a submission: "submission:<name>"
+                    **stamp, "layer": layer, "site": site, "n_neurons": data.n_neurons,
+                    "other": None, "chance": None, "k": None}
+            job.costs += [{**base, "metric": "cost_time_s", "value": seconds},
+                          {**base, "metric": "cost_peak_mem_b", "value": peak}]
+            job.records += [{**base, "metric": score.metric, "k": score.k, "value": score.value,
+                             "chance": score.chance} for _, score in scores]
+            job.timings.append({"site": site, "layer": layer, "seconds": round(time.perf_counter() - t_method, 3),
+                                "scorers_s": scorer_s if first == job.name else {},
+                                **({"same_ranking_as": first} if first != job.name else {})})
+        t_cell = time.perf_counter() - t0
+        left = (time.perf_counter() - started - t_extract) / (done + 1) * (len(source.layers) - done - 1)
+        log.info("cell %d/%d %s: %d methods, %d distinct rankings, %.1fs (about %.0fs left)", done + 1,
+                 len(source.layers), cell, len(jobs), len(scored), t_cell, left)
+    for job in jobs:
+        write_job(job, examples, task, {"extract_s": round(t_extract, 2),
+                                        **({"other_models": job.others.revisions} if job.others else {}),
+                                        "total_s": round(time.perf_counter() - started, 2)})
+    return folders
+
+
+def score_cell(ranking: np.ndarray, data: LayerData, ks: list[int], scorers, seed: int,
+               key: tuple) -> tuple[list[tuple[str, Score]], dict[str, float]]:
+    """Every scorer on one ranking: (scorer, score) rows in scorer order and each scorer's seconds. Each
+    scorer's generator depends on the cell, not the method, so every ranking of a cell meets the same draws."""
+    rows, seconds = [], {}
+    for name in scorers:
+        t_scorer = time.perf_counter()
+        rows += [(name, score) for score in get_scorer(name)(ranking, data, ks, cell_rng(seed, *key, name))]
+        seconds[name] = round(time.perf_counter() - t_scorer, 3)
+    return rows, seconds
+
+
+def write_job(job: MethodJob, examples: Examples, task, timing: dict) -> None:
+    """A method's job.json, cost.jsonl and, last, its records: a job whose records exist is finished."""
+    atomic_write_bytes(job.out / "job.json", json.dumps(
+        {"config": OmegaConf.to_container(job.cfg, resolve=True), "method": job.name,
          "examples": examples.sizes(), "labels": list(examples.label_names),
          "dropped_classes": list(examples.dropped), "merged_classes": list(examples.merged),
          **({"task_meta": task.meta} if isinstance(task, Task) else {}),  # sources; silver labels say so
-         "extract_s": round(t_extract, 2),
-         **({"other_models": others.revisions} if others is not None else {}),
-         "total_s": round(time.perf_counter() - started, 2), "layers": timings},
+         **timing, "layers": job.timings},
         indent=1, default=str).encode())
-    if base["source"] == "builtin":  # reading a submitted ranking from disk costs nothing to report
-        atomic_write_bytes(out / "cost.jsonl", "".join(json.dumps(r) + "\n" for r in costs).encode())
-    atomic_write_bytes(records_path, "".join(json.dumps(r) + "\n" for r in records).encode())
-    log.info("wrote %d records to %s in %.1fs", len(records), records_path,
-             time.perf_counter() - started)
-    return out
+    if getattr(job.method, "source", "builtin") == "builtin":  # reading a submitted ranking costs nothing
+        atomic_write_bytes(job.out / "cost.jsonl", "".join(json.dumps(r) + "\n" for r in job.costs).encode())
+    atomic_write_bytes(job.out / "records.jsonl", "".join(json.dumps(r) + "\n" for r in job.records).encode())
+    log.info("wrote %d records to %s", len(job.records), job.out / "records.jsonl")

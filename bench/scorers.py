@@ -128,19 +128,16 @@ def ablation(ranking, data: LayerData, ks, rng) -> list[Score]:
     """
     d = data.n_neurons
     budgets = sorted(set(ks) | {max(1, round(p * d)) for p in (0.10, 0.15, 0.20)})
-    everything = np.arange(d)
-    acc_all = data.masked_accuracy(everything)
+    acc_all = data.ablated_accuracy(np.arange(d), kept=True)
     scores = []
     for k in budgets:
         sets = {"top": ranking[:k], "bottom": ranking[::-1][:k]}
         randoms = [rng.choice(d, size=k, replace=False) for _ in range(RANDOM_DRAWS)]
         for name, chosen in sets.items():
-            scores.append(Score(f"ablate_keep_{name}", k, data.masked_accuracy(chosen)))
-            scores.append(Score(f"ablate_drop_{name}", k,
-                                acc_all - data.masked_accuracy(np.setdiff1d(everything, chosen))))
-        keep_random = np.mean([data.masked_accuracy(r) for r in randoms])
-        drop_random = np.mean([acc_all - data.masked_accuracy(np.setdiff1d(everything, r))
-                               for r in randoms])
+            scores.append(Score(f"ablate_keep_{name}", k, data.ablated_accuracy(chosen, kept=True)))
+            scores.append(Score(f"ablate_drop_{name}", k, acc_all - data.ablated_accuracy(chosen, kept=False)))
+        keep_random = np.mean([data.ablated_accuracy(r, kept=True) for r in randoms])
+        drop_random = np.mean([acc_all - data.ablated_accuracy(r, kept=False) for r in randoms])
         scores.append(Score("ablate_keep_random", k, float(keep_random)))
         scores.append(Score("ablate_drop_random", k, float(drop_random)))
     return scores

@@ -3,7 +3,7 @@
 A change that silently alters a method's ranking or a scorer's numbers moves them away from the golden set
 (design.md#leaderboard); CI runs the check after the tests. In the golden folder, `check.yaml` states the cells,
 the methods (and which are skipped, with why) and the tolerances; `golden.json` holds each method's ranking prefix
-and scores per cell. Every number comes from bench.run.run_job, the path of a real benchmark run.
+and scores per cell. Every number comes from bench.run.run_methods, the path of a real benchmark run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from bench.agreement import jaccard
 from bench.cache import atomic_write_bytes
 from bench.cli import CONF_DIR
 from bench.errors import NeuronbenchError
-from bench.run import ranking_file, run_job, task_form
+from bench.run import ranking_file, run_methods, task_form
 from leaderboard.submission import compose_config
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,9 @@ def fresh_results(spec: dict, configs: dict[str, dict]) -> dict[str, dict[str, d
                 f"scorers=[{','.join(cell['scorers'])}]", f"ks=[{','.join(map(str, cell['ks']))}]",
                 f"layers=[{','.join(map(str, cell['layers']))}]" if cell.get("layers") else "layers=null",
                 *cell.get("overrides", [])])
-            for method, params in configs.items():
-                if method in cell.get("skip", ()):
-                    continue
-                cfg = base.copy()
-                OmegaConf.update(cfg, "method", params, merge=False, force_add=True)
-                out = run_job(cfg, method)
+            folders = run_methods(base, {method: params for method, params in configs.items()
+                                         if method not in cell.get("skip", ())})
+            for method, out in folders.items():
                 records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
                 for row in records:
                     key = cell_id(row["task"], row["concept"], row["model"], row["site"], row["layer"], row["seed"])
@@ -111,7 +108,7 @@ def fresh_results(spec: dict, configs: dict[str, dict]) -> dict[str, dict[str, d
                         entry["top"] = ranking[:spec["top"]].tolist()
                     label = row["metric"] if row["k"] is None else f"{row['metric']}@{row['k']}"
                     entry["scores"][label] = row["value"]
-                log.info("check: %s on %s done", method, cell["task"])
+            log.info("check: %d methods on %s done", len(folders), cell["task"])
     return results
 
 

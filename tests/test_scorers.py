@@ -9,6 +9,7 @@ from bench.agreement import agreement, chance_jaccard, jaccard
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.layer import LayerData
+from bench.probe import accuracy
 from bench.scorers import SCORERS, ablation, k_grid, log_area, min_subset, probe_acc, selectivity
 from tasks.base import SPLITS
 
@@ -81,10 +82,22 @@ def test_ablation_known_answers():
     scores = ablation(perfect(), data, k_grid(D), np.random.default_rng(0))
     drop_top, drop_random = by_metric(scores, "ablate_drop_top"), by_metric(scores, "ablate_drop_random")
     keep_top = by_metric(scores, "ablate_keep_top")
-    acc_all = data.masked_accuracy(np.arange(D))
+    acc_all = data.ablated_accuracy(np.arange(D), kept=True)
     assert keep_top[D] == acc_all and drop_top[D] == pytest.approx(acc_all - data.majority(), abs=0.05)
     assert drop_top[3] > 0.4 and drop_random[3] < 0.1
     assert keep_top[3] > 0.8 and by_metric(scores, "ablate_keep_bottom")[3] < 0.5
+
+
+def test_ablated_accuracy_is_the_probe_on_mean_ablated_columns():
+    """The logit-difference shortcut against the definition: zero the columns in z-space, predict."""
+    data = planted_layer()
+    fitted = data.probe(np.arange(D))
+    chosen = np.random.default_rng(3).choice(D, size=40, replace=False)
+    for kept in (True, False):
+        Z = data.Z["test"][:, data.live].copy()
+        outside = ~np.isin(np.flatnonzero(data.live), chosen)
+        Z[:, outside if kept else ~outside] = 0.0
+        assert data.ablated_accuracy(chosen, kept) == accuracy(fitted.probe, Z, data.labels("test"))
 
 
 def test_agreement_known_values():
