@@ -119,15 +119,28 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
         return {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
                               dtype=np.float32) for s in SPLITS}
 
-    wanted = set(cfg.layers) if cfg.get("layers") is not None else None
-    layers = [(site, layer) for site in cfg.sites for layer in loaded.layers(site)
-              if wanted is None or layer in wanted]
-    if not layers:
-        raise NeuronbenchError(f"layers={list(cfg.layers)} selects nothing: model {model_cfg.name!r} "
-                               f"has layers {loaded.layers(cfg.sites[0])} at site {cfg.sites[0]!r}")
+    layers = selected_layers(loaded, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
     return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
                       load=load, model=loaded,
                       family=partial(select, concept=None) if task_cfg.get("concept") else None)
+
+
+def selected_layers(loaded: LoadedModel, sites: list[str], layers, depths) -> list[tuple[str, int]]:
+    """The (site, layer) cells a job reads: every layer, the `layers` listed, or at each fractional depth f of
+    `depths` the layer round(f x L) at the sites that have it (mlp has no layer 0), so models of different
+    depth are compared at the same relative depths."""
+    if layers is not None and depths is not None:
+        raise NeuronbenchError(f"give layers={list(layers)} or depths={list(depths)}, not both")
+    if depths is not None:
+        if not depths or any(not 0 <= float(f) <= 1 for f in depths):
+            raise NeuronbenchError(f"depths must be fractions of the model's depth in [0, 1], got {list(depths)}")
+        layers = {int(np.floor(float(f) * loaded.n_layers + 0.5)) for f in depths}
+    wanted = set(layers) if layers is not None else None
+    cells = [(site, layer) for site in sites for layer in loaded.layers(site) if wanted is None or layer in wanted]
+    if not cells:
+        raise NeuronbenchError(f"layers={sorted(wanted)} selects nothing: model {loaded.name!r} has layers "
+                               f"{loaded.layers(sites[0])} at site {sites[0]!r}")
+    return cells
 
 
 def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
@@ -258,7 +271,7 @@ def job_dir(cfg: DictConfig, method_name: str) -> Path:
 
 
 # The config keys that shape a job's records (paths, verbosity and batch size do not).
-RECORD_KEYS = ("task", "model", "method", "seed", "sites", "layers", "pooling", "scorers", "ks", "bootstrap")
+RECORD_KEYS = ("task", "model", "method", "seed", "sites", "layers", "depths", "pooling", "scorers", "ks", "bootstrap")
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -413,10 +426,13 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
             if fingerprint not in scored:
                 scored[fingerprint] = (job.name, *score_cell(ranking, data, ks, cfg.scorers, cfg.seed, key))
             first, scores, scorer_s = scored[fingerprint]
+            scorer_s = dict(scorer_s) if first == job.name else {}  # an alias's scoring cost nothing
             if cfg.get("bootstrap"):  # needs the method itself, so it is the runner's, not a scorer's
+                t_boot = time.perf_counter()
                 scores = scores + [("bootstrap", score) for score in bootstrap_rows(
                     job.method, job.name, X["train"], examples.y["train"], groups, ranking,
                     cell_rng(cfg.seed, *key, "bootstrap"), int(cfg.bootstrap))]
+                scorer_s["bootstrap"] = round(time.perf_counter() - t_boot, 3)
             base = {**common, "method": job.name,
                     "method_params": json.dumps(OmegaConf.to_container(job.cfg.method, resolve=True),
                                                 sort_keys=True), "seed": int(cfg.seed),
@@ -428,7 +444,7 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
             job.records += [{**base, "metric": score.metric, "k": score.k, "value": score.value,
                              "chance": score.chance} for _, score in scores]
             job.timings.append({"site": site, "layer": layer, "seconds": round(time.perf_counter() - t_method, 3),
-                                "scorers_s": scorer_s if first == job.name else {},
+                                "scorers_s": scorer_s,
                                 **({"same_ranking_as": first} if first != job.name else {})})
         t_cell = time.perf_counter() - t0
         left = (time.perf_counter() - started - t_extract) / (done + 1) * (len(source.layers) - done - 1)

@@ -7,42 +7,43 @@ import logging
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
 from leaderboard.board import cost_markdown, long_table, render_markdown, summarize
 from leaderboard.html import render_html
 from leaderboard.check import GOLDEN_DIR, check
-from leaderboard.records import agreement_records, read_records
+from leaderboard.records import board_records, pack
 from leaderboard.submission import export, score, validate
 
 
-def build(results: Path, headline_k: int) -> Path:
-    """Merge job records with agreement records; write leaderboard.md, leaderboard.csv and leaderboard.html (the
-    same board as one self-contained page with plots)."""
-    records = read_records(results)
-    overlap = agreement_records(records, results)
-    merged = pd.concat([records, overlap], ignore_index=True) if len(overlap) else records
+def build(results: Path, headline_k: int, out: Path | None = None) -> Path:
+    """Records (a results folder, or a file made by `pack`) -> leaderboard.md, leaderboard.csv and
+    leaderboard.html (the same board as one self-contained page with plots) in `out` (default: beside them)."""
+    merged, costs = board_records(results)
+    out = Path(out) if out is not None else results.parent if results.suffix == ".parquet" else results
     summary = summarize(merged, headline_k=headline_k)
     markdown = render_markdown(summary)
-    costs = read_records(results, "cost.jsonl") if list(results.glob("runs/**/cost.jsonl")) else None
     if costs is not None:
         markdown += "\n\n" + cost_markdown(costs) + "\n"
-    atomic_write_bytes(results / "leaderboard.md", markdown.encode())
-    atomic_write_bytes(results / "leaderboard.csv", long_table(summary).to_csv(index=False).encode())
-    atomic_write_bytes(results / "leaderboard.html", render_html(summary, costs).encode())
-    return results / "leaderboard.md"
+    atomic_write_bytes(out / "leaderboard.md", markdown.encode())
+    atomic_write_bytes(out / "leaderboard.csv", long_table(summary).to_csv(index=False).encode())
+    atomic_write_bytes(out / "leaderboard.html", render_html(summary, costs).encode())
+    return out / "leaderboard.md"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuronbench-board", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="records -> results/leaderboard.md, .csv and .html")
-    build_cmd.add_argument("--results", type=Path, default=Path("results"))
+    build_cmd.add_argument("--results", type=Path, default=Path("results"),
+                           help="a results folder, or a records.parquet made by `pack`")
+    build_cmd.add_argument("--out", type=Path, help="where the board goes (default: beside the records)")
     build_cmd.add_argument("--headline-k", type=int, default=10)
     build_cmd.add_argument("--print", action="store_true", help="print the Markdown board")
+    pack_cmd = sub.add_parser("pack", help="a results folder's records (with agreement and costs) -> one Parquet file")
+    pack_cmd.add_argument("out", type=Path, help="e.g. leaderboard/published/<board>/records.parquet")
+    pack_cmd.add_argument("--results", type=Path, default=Path("results"))
     _add_submission_commands(sub)
     args, extra = parser.parse_known_args(argv)  # score's overrides may follow its options (argparse stops early)
     if extra and (args.command != "score" or not all("=" in item for item in extra)):
@@ -81,8 +82,14 @@ def _add_submission_commands(sub) -> None:
     check_cmd.add_argument("--update", action="store_true", help="rewrite golden.json from this run")
 
 
+def _pack(args) -> int:
+    path = pack(args.results, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+    return 0
+
+
 def _build(args) -> int:
-    path = build(args.results, args.headline_k)
+    path = build(args.results, args.headline_k, args.out)
     if args.print:
         print(path.read_text())
     print(f"wrote {path}, {path.with_suffix('.csv')} and {path.with_suffix('.html')}", file=sys.stderr)
@@ -118,7 +125,7 @@ def _check(args) -> int:
     return 0 if passed else 1
 
 
-COMMANDS = {"build": _build, "validate": _validate, "score": _score, "export": _export, "check": _check}
+COMMANDS = {"build": _build, "pack": _pack, "validate": _validate, "score": _score, "export": _export, "check": _check}
 
 
 if __name__ == "__main__":

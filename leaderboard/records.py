@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.agreement import agreement, seed_stability
+from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.run import job_folder, ranking_file
 
@@ -29,6 +31,43 @@ def read_records(results: Path, name: str = "records.jsonl") -> pd.DataFrame:
     if not frames:
         raise NeuronbenchError(f"no {name} under {results}/runs; run `neuronbench` first")
     return pd.concat(frames, ignore_index=True)
+
+
+def board_records(results: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """What a board is built from: job records with the agreement records of their saved rankings, and the
+    rank() costs (None when no job measured any). `results` is a results folder or a packed Parquet file."""
+    if Path(results).suffix == ".parquet":
+        return unpack(Path(results))
+    records = read_records(results)
+    overlap = agreement_records(records, results)
+    merged = pd.concat([records, overlap], ignore_index=True) if len(overlap) else records
+    costs = read_records(results, "cost.jsonl") if list(Path(results).glob("runs/**/cost.jsonl")) else None
+    return merged, costs
+
+
+def pack(results: Path, out: Path) -> Path:
+    """A board's records in one compact Parquet file (`table`: records, with the agreement rows computed from
+    the rankings, or costs), so a board can be rebuilt or re-aggregated without the rankings or a rerun."""
+    merged, costs = board_records(results)
+    tables = [merged.assign(table="records")] + ([costs.assign(table="costs")] if costs is not None else [])
+    frame = pd.concat(tables, ignore_index=True)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False, compression="zstd")
+    atomic_write_bytes(Path(out), buffer.getvalue())
+    return Path(out)
+
+
+def unpack(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The (records, costs) of a file written by `pack`."""
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise NeuronbenchError(f"{path}: not a packed records file ({err})") from err
+    parts = {name: part.drop(columns="table").reset_index(drop=True)
+             for name, part in frame.groupby("table")}
+    if "records" not in parts:
+        raise NeuronbenchError(f"{path}: no records (its `table` column has {sorted(parts)})")
+    return parts["records"], parts.get("costs")
 
 
 def ranking_path(results: Path, job) -> Path:

@@ -16,6 +16,7 @@ from bench.errors import NeuronbenchError
 from bench.run import run_job
 from conftest import CONF
 from leaderboard.cli import build
+from leaderboard.records import pack
 
 OVERRIDES = ["model=tiny_random", "task=templated_number", "task.loader.n_sentences=400",
              "task.n_min=20", "ks=[1,2,5,10]"]
@@ -66,6 +67,12 @@ def test_jobs_records_rankings_board_and_resume(tmp_path, caplog):
     assert "| templated_number | tiny_random | probeless |" in cost
     table = pd.read_csv(board.with_suffix(".csv"))
     assert {"avg_overlap", "jaccard"} <= set(table["metric"])
+
+    packed = pack(tmp_path / "results", tmp_path / "published" / "records.parquet")  # no rankings needed
+    rebuilt = build(packed, headline_k=10)
+    assert rebuilt == tmp_path / "published" / "leaderboard.md"
+    for suffix in (".md", ".csv", ".html"):
+        assert rebuilt.with_suffix(suffix).read_text() == board.with_suffix(suffix).read_text(), suffix
 
 
 def test_cli_rejects_unknown_config_name(tmp_path):

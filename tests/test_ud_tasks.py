@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from bench.errors import NeuronbenchError
 from bench.examples import OTHER, check_concept, select_examples
-from bench.run import _load_task, run_job
+from bench.run import _load_task, method_configs, run_job
 from conftest import CONF
 from tasks.base import SPLITS, Task
 from tasks.lexical import lexical_labels, lexical_task
@@ -30,6 +30,7 @@ EWT_ROOT = Path(os.environ.get("NEURONBENCH_DATA")
                 or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 EWT_DIR = EWT_ROOT if (EWT_ROOT / "en_ewt-ud-dev.conllu").is_file() else EWT_ROOT / "ud_english_ewt"
 HAS_EWT = (EWT_DIR / "en_ewt-ud-dev.conllu").is_file()
+STANDARD_TASKS = 16  # suite=standard (v2): its header says which and why
 needs_ewt = pytest.mark.skipif(not HAS_EWT, reason=f"UD English-EWT r2.16 not found in {EWT_ROOT} (set NEURONBENCH_DATA)")
 
 
@@ -275,34 +276,46 @@ def suite_jobs(suite: str) -> list[list[str]]:
     return jobs
 
 
-@pytest.mark.parametrize("suite", ["standard", "standard_model"])
-def test_suite_size_matches_its_header(suite):
+def suite_methods(suite: str, jobs: list[list[str]]) -> set[str]:
+    """The methods a suite's jobs rank: its `methods` list (cell jobs), else their method= overrides."""
+    cfg = config(f"suite={suite}")
+    if cfg.get("methods") is not None:
+        return set(method_configs(cfg.methods, CONF))
+    return {o.split("=", 1)[1] for job in jobs for o in job if o.startswith("method=")}
+
+
+@pytest.mark.parametrize("suite, n_tasks", [("standard", STANDARD_TASKS), ("standard_full", 36),
+                                            ("standard_model", 36)])
+def test_suite_size_matches_its_header(suite, n_tasks):
     jobs = suite_jobs(suite)
-    axes = {axis: {o for job in jobs for o in job if o.startswith(f"{axis}=")}
-            for axis in ("task", "method", "seed")}
+    axes = {axis: {o for job in jobs for o in job if o.startswith(f"{axis}=")} for axis in ("task", "seed")}
+    methods = suite_methods(suite, jobs)
     header = (CONF / "suite" / f"{suite}.yaml").read_text()
-    stated = re.search(r"(\d+) tasks x (\d+) methods x (\d+) seeds? = ([\d,]+) jobs", header)
-    assert stated, f"{suite}.yaml's header must state 'T tasks x M methods x S seeds = N jobs'"
-    assert [int(g.replace(",", "")) for g in stated.groups()] == [
-        len(axes["task"]), len(axes["method"]), len(axes["seed"]), len(jobs)], \
+    if any(o.startswith("method=") for o in jobs[0]):
+        stated = re.search(r"(\d+) tasks x (\d+) methods x (\d+) seeds? = ([\d,]+) jobs", header)
+        counts = [len(axes["task"]), len(methods), len(axes["seed"]), len(jobs)]
+    else:  # cell jobs: every job ranks the suite's methods
+        stated = re.search(r"(\d+) tasks x (\d+) seeds? = ([\d,]+) jobs, each ranking (\d+) methods", header)
+        counts = [len(axes["task"]), len(axes["seed"]), len(jobs), len(methods)]
+    assert stated, f"{suite}.yaml's header must state the job count as the other suites do"
+    assert [int(g.replace(",", "")) for g in stated.groups()] == counts, \
         f"update the job count in conf/suite/{suite}.yaml"
-    assert len(axes["task"]) == 36
-    binary = sorted(t.split("/")[1] for t in axes["task"] if t.startswith("task=xpos_binary/"))
-    assert binary == sorted("VBG VBZ NNPS DT TO CD JJ PRP MD RB VBP VB NNS VBN POS IN NN CC NNP "
-                            "VBD".split())
-    model_based = {"method=ablate_single", "method=ig_head"}
-    if suite == "standard":
-        assert axes["seed"] == {"seed=0", "seed=1", "seed=2"} and model_based.isdisjoint(axes["method"])
-        # method varies fastest: consecutive jobs share a task and seed, so their all-neuron probes
-        first, second = jobs[0], jobs[1]
-        assert first[-1].startswith("method=") and first[:-1] == second[:-1] and first[-1] != second[-1]
-    else:
-        assert axes["method"] == model_based and all("method.n_words=200" in job for job in jobs)
+    assert len(axes["task"]) == n_tasks
+    model_based = {"ablate_single", "ig_head"}
+    if suite == "standard_model":
+        assert methods == model_based and all("method.n_words=200" in job for job in jobs)
+        return
+    assert axes["seed"] == {"seed=0", "seed=1", "seed=2"} and model_based.isdisjoint(methods)
+    if suite == "standard_full":
+        binary = sorted(t.split("/")[1] for t in axes["task"] if t.startswith("task=xpos_binary/"))
+        assert binary == sorted("VBG VBZ NNPS DT TO CD JJ PRP MD RB VBP VB NNS VBN POS IN NN CC NNP "
+                                "VBD".split())
 
 
-def test_standard_suite_tasks_are_distinct_jobs():
+@pytest.mark.parametrize("suite, n_tasks", [("standard", STANDARD_TASKS), ("standard_full", 36)])
+def test_standard_suite_tasks_are_distinct_jobs(suite, n_tasks):
     folders = set()
-    for name in {job[0].split("=", 1)[1] for job in suite_jobs("standard")}:
+    for name in {job[0].split("=", 1)[1] for job in suite_jobs(suite)}:
         task = config(f"task={name}").task
         folders.add(f"{task.name}@{task.concept}" if task.get("concept") else task.name)
-    assert len(folders) == 36
+    assert len(folders) == n_tasks
