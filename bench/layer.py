@@ -14,7 +14,7 @@ import numpy as np
 
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
-from bench.probe import LogisticProbe, accuracy, fit_select, predict_from_logits
+from bench.probe import SUBSET_GTOL, LogisticProbe, accuracy, fit_select, predict_from_logits
 from methods.base import check_activations, live_neurons
 from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
@@ -77,9 +77,10 @@ class LayerData:
         cols = self._live_columns(columns)
 
         def fit() -> FittedProbe:
+            subset = len(cols) < self.live.sum()  # the all-neuron probe, whose weights ablation reads, fits tight
             fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
                                    self.Z["dev"][:, cols], self.labels("dev", target),
-                                   self.examples.n_classes)
+                                   self.examples.n_classes, **({"tol": SUBSET_GTOL} if subset else {}))
             dev, test = (accuracy(fitted, self.Z[s][:, cols], self.labels(s, target)) for s in ("dev", "test"))
             return FittedProbe(fitted, cols, dev, test)
 
