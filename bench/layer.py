@@ -50,11 +50,6 @@ class LayerData:
         self.context = context  # bench.intervene.ModelContext at this cell, for model-level scorers
         self.raw_train = train  # raw train activations: model-level scorers read site statistics
         self.n_neurons = train.shape[1]
-        digest = hashlib.sha1()
-        for split in SPLITS:
-            for part in (self.Z[split], examples.y[split], examples.control[split]):
-                digest.update(np.ascontiguousarray(part).tobytes())
-        self.fingerprint = digest.digest()
         self._probes: dict = {}  # (target, columns) -> FittedProbe
         self._gaussian: dict = {}  # (target, columns) -> test accuracy
         self._ablated: dict = {}  # (kept?, columns) -> test accuracy of the masked all-neuron probe
