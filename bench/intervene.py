@@ -39,11 +39,11 @@ import numpy as np
 import torch
 
 from bench.cache import BoundedMemo
+from bench.core.method import DEAD_TOLERANCE
 from bench.errors import NeuronbenchError
 from bench.extract import POOLINGS, tokenize_words
 from bench.models import LoadedModel
 from bench.probe import LogisticProbe, accuracy, fit_select
-from methods.base import DEAD_TOLERANCE
 
 log = logging.getLogger(__name__)
 

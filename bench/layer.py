@@ -12,10 +12,10 @@ from functools import cached_property
 
 import numpy as np
 
+from bench.core.method import check_activations, live_neurons
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.probe import SUBSET_GTOL, LogisticProbe, accuracy, fit_select, predict_from_logits
-from methods.base import check_activations, live_neurons
 from methods.gaussian import gaussian_log_posterior
 from tasks.base import SPLITS
 

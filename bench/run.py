@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 import bench
 from bench.agreement import bootstrap_stability
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
+from bench.core.method import Method
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, check_concept, control_labels, select_examples
 from bench.extract import extract
@@ -35,7 +36,6 @@ from bench.model_sources import MODEL_CONFIGS
 from bench.models import LoadedModel, load_model
 from bench.scorers import Score, get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
-from methods.base import Method
 from methods.cross_model import matched_layers
 from tasks.base import SPLITS, Task
 from tasks.planted import PlantedData

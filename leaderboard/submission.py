@@ -30,12 +30,12 @@ from omegaconf import DictConfig, OmegaConf
 import bench
 from bench.cache import atomic_write_bytes
 from bench.cli import CONF_DIR
+from bench.core.method import Method
 from bench.errors import NeuronbenchError
 from bench.models import SITES
 from bench.run import Cell, job_folder, ranking_file, run_job, task_form
 from leaderboard.board import BUILTIN_SOURCE, SUBMISSION_PREFIX
 from leaderboard.records import jobs, ranking_path, read_records
-from methods.base import Method
 from tasks.planted import planted_data
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.core.method import Method
 from bench.errors import NeuronbenchError
-from methods.base import Method
 
 
 class RawActivationStatistic(Method):

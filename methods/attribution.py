@@ -12,9 +12,9 @@ import logging
 import numpy as np
 from scipy.special import softmax
 
+from bench.core.method import Method
 from bench.errors import NeuronbenchError
 from bench.probe import LogisticProbe, fit_logistic
-from methods.base import Method
 from methods.probeless import class_means
 
 log = logging.getLogger(__name__)

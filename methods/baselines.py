@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from methods.base import Method
+from bench.core.method import Method
 
 
 class RandomRanking(Method):

@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
+from bench.core.method import Method, check_activations, live_neurons
 from bench.errors import NeuronbenchError
 from bench.intervene import (ModelContext, ablation_sweep, final_head, integrated_gradients,
                              mean_gold_log_prob)
 from methods.attribution import BASELINES, RULES, path_points
-from methods.base import Method, check_activations, live_neurons
 from methods.probeless import class_means
 
 log = logging.getLogger(__name__)

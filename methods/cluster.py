@@ -11,7 +11,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from methods.base import Method, order_by_scores
+from bench.core.method import Method, order_by_scores
 from methods.cross_model import standardized
 from methods.probeless import Probeless
 

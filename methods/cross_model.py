@@ -13,8 +13,8 @@ from typing import ClassVar
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from bench.core.method import Method, check_activations, live_neurons
 from bench.errors import NeuronbenchError
-from methods.base import Method, check_activations, live_neurons
 
 RIDGE = 1e-6  # times the Gram matrix's mean diagonal: keeps collinear or constant neurons solvable
 # Which layers of another model a ranked layer is compared with: the one at the same relative depth

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from methods.base import Method
+from bench.core.method import Method
 from methods.univariate import concept_classes, max_over_classes
 
 

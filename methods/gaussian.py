@@ -21,8 +21,8 @@ from scipy.linalg.blas import get_blas_funcs
 from scipy.special import logsumexp
 from threadpoolctl import ThreadpoolController
 
+from bench.core.method import Method, order_by_scores
 from bench.errors import NeuronbenchError
-from methods.base import Method, order_by_scores
 
 COMPAT_MODES = (None, "published_shrinkage")
 JITTER = 1e-6  # times mean(diag Lambda_c), added to the diagonal: keeps Lambda_c positive definite

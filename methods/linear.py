@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
+from bench.core.method import Method, order_by_scores
 from bench.errors import NeuronbenchError
 from bench.probe import (LogisticProbe, accuracy, check_probe_inputs, cross_entropy, fit_logistic, minimize_logistic,
                          n_outputs)
-from methods.base import Method, order_by_scores
 
 log = logging.getLogger(__name__)
 ORDERINGS = ("weight_mass", "mean_abs")

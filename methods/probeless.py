@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from methods.base import Method
+from bench.core.method import Method
 
 
 def class_means(Z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from bench.core.method import Method
 from bench.errors import NeuronbenchError
-from methods.base import Method
 from methods.linear import BACKTRACK_SHRINK, LOSS_ROUNDING, STEP_GROWTH
 
 SOLVERS = ("fista", "liblinear", "saga")

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 from scipy.special import digamma, xlogy
 
-from methods.base import Method
+from bench.core.method import Method
 from methods.probeless import class_means
 
 

@@ -12,12 +12,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from bench.cache import ActivationCache
+from bench.core.method import order_by_scores
 from bench.errors import NeuronbenchError
 from bench.extract import extract
 from bench.models import load_model
 from bench.run import diagnostics_file, extracted_source, ranking_file, run_job
 from conftest import CONF
-from methods.base import order_by_scores
 from methods.cross_model import LinReg, MaxCorr
 
 OVERRIDES = ["model=tiny_random", "task=templated_number", "task.loader.n_sentences=300", "task.n_min=20",

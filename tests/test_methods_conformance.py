@@ -13,8 +13,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from bench.core.method import order_by_scores
 from bench.errors import NeuronbenchError
-from methods.base import order_by_scores
 from conftest import CONF
 
 METHOD_FILES = sorted((CONF / "method").glob("*.yaml"))

@@ -1,5 +1,8 @@
 """The Method contract: validate, standardize, drop dead neurons, rank the live ones, append the dead.
 
+It lives in bench/core, below methods/, so that the runner and the leaderboard (a submission's method)
+can call and check methods without importing any of them.
+
 Reference: shared/docs/reference.md#ranking-contract and #data-znorm.
 """
 
