@@ -13,9 +13,9 @@ from typing import Iterable
 
 import numpy as np
 
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.seeds import cell_rng
-from tasks.base import SPLITS, Task
 
 log = logging.getLogger(__name__)
 OTHER = "OTHER"

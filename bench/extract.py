@@ -18,9 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bench.cache import ActivationCache, atomic_save_npy
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.models import LoadedModel
-from tasks.base import SPLITS, Task
 
 log = logging.getLogger(__name__)
 POOLINGS = ("first", "last", "mean")

@@ -18,9 +18,10 @@ import unicodedata
 from pathlib import Path
 from typing import Callable
 
+from bench.core.types import Task
 from bench.errors import NeuronbenchError
 from bench.examples import OTHER  # binary properties name the rest as the concept form does
-from tasks.base import Task, position_labels
+from tasks.templated import position_labels
 from tasks.ud import forms, read_treebank
 
 SUFFIXES = ("ly", "ing", "ed", "tion", "less")  # no suffix ends another, so at most one matches

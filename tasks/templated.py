@@ -15,12 +15,21 @@ from typing import NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
-from tasks.base import SPLITS, Task, position_labels
 
 FEATURES = ("word_class", "number", "tense", "position")
 SENTENCE_LENGTHS = range(5, 16)  # words per sentence, punctuation included
 SPLIT_PERCENT = {"train": 70, "dev": 15}  # test takes the rest, so no sentence is lost to rounding
+POSITION_BINS = ("begin", "middle", "end")
+
+
+def position_labels(words: Sequence) -> list[str]:
+    """Word i (from 0) of an n-word sentence, punctuation included, is in bin (3 * i) // n of
+    begin/middle/end: thirds of the sentence, decided in integer arithmetic (templated_position and
+    lex_position share it)."""
+    n = len(words)
+    return [POSITION_BINS[3 * i // n] for i in range(n)]
 
 
 class Noun(NamedTuple):

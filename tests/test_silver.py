@@ -11,10 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import tasks.silver as silver
+from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.run import run_job
 from conftest import CONF
-from tasks.base import SPLITS
 
 # Written by hand for these tests: words as a UD treebank would give them (n't, 's and punctuation are
 # words of their own), and words spaCy's tokenizer would split ("U.S.-based", "(555)") or join.

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
+from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
-from tasks.base import SPLITS
 from tasks.templated import (
     ANIMATE_NOUNS,
     COMPLEMENT_VERBS,

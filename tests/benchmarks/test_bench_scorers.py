@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.core.types import SPLITS
 from bench.examples import Examples
 from bench.layer import LayerData
 from bench.scorers import SCORERS, k_grid
-from tasks.base import SPLITS
 from test_bench_gaussian import planted_layer
 
 SIZES = {"train": 2000, "dev": 1000, "test": 2000}

@@ -1,23 +1,17 @@
-"""The Task type: sentences as word lists with one concept label per word, in fixed splits."""
+"""The Task type: sentences as word lists with one concept label per word, in fixed splits.
+
+It lives in bench/core, below tasks/, so that extraction, example selection and the runner can read
+any task without importing the loaders that build them.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.errors import NeuronbenchError
 
 SPLITS = ("train", "dev", "test")
-POSITION_BINS = ("begin", "middle", "end")
-
-
-def position_labels(words: Sequence) -> list[str]:
-    """Word i (from 0) of an n-word sentence, punctuation included, is in bin (3 * i) // n of
-    begin/middle/end: thirds of the sentence, decided in integer arithmetic (templated_position and
-    lex_position share it)."""
-    n = len(words)
-    return [POSITION_BINS[3 * i // n] for i in range(n)]
 
 
 @dataclass(frozen=True)
