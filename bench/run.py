@@ -27,7 +27,7 @@ import bench
 from bench.agreement import bootstrap_stability
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.core.method import Method
-from bench.core.types import SPLITS, Task
+from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, check_concept, control_labels, select_examples
 from bench.extract import extract
@@ -38,7 +38,6 @@ from bench.models import LoadedModel, load_model
 from bench.scorers import Score, get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
 from methods.cross_model import matched_layers
-from tasks.planted import PlantedData
 
 log = logging.getLogger(__name__)
 

@@ -6,32 +6,13 @@ learnable, as lexical identity is in real models), and chosen neurons are shifte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from bench.core.types import SPLITS
+from bench.core.types import SPLITS, PlantedData
 from bench.errors import NeuronbenchError
 
 CASES = ("single", "redundant", "distributed", "polysemantic", "variance_confounded")
 DEFAULT_SIZES = {"train": 2000, "dev": 500, "test": 500}
-
-
-@dataclass(frozen=True)
-class PlantedData:
-    """Activations, labels and word types per split, and the ground truth G_c of every class."""
-
-    name: str
-    version: str
-    case: str
-    X: dict[str, np.ndarray]
-    y: dict[str, np.ndarray]
-    types: dict[str, np.ndarray]
-    truth: tuple[frozenset[int], ...]
-
-    @property
-    def truth_all(self) -> frozenset[int]:
-        return frozenset().union(*self.truth)
 
 
 def _plant(case: str, n_classes: int, n_neurons: int, delta: float, rng: np.random.Generator):

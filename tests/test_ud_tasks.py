@@ -18,13 +18,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from bench.core.types import SPLITS, Task
+from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
 from bench.examples import OTHER, check_concept, select_examples
 from bench.run import _load_task, method_configs, run_job
 from conftest import CONF
 from tasks.lexical import lexical_labels, lexical_task
-from tasks.planted import PlantedData
 
 EWT_ROOT = Path(os.environ.get("NEURONBENCH_DATA")
                 or Path(__file__).resolve().parents[1].parent / "shared" / "data")

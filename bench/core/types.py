@@ -1,6 +1,7 @@
-"""The Task type: sentences as word lists with one concept label per word, in fixed splits.
+"""The task types: Task (sentences as word lists with one concept label per word, in fixed splits)
+and PlantedData (activations with a known answer, which a planted task gives instead of sentences).
 
-It lives in bench/core, below tasks/, so that extraction, example selection and the runner can read
+They live in bench/core, below tasks/, so that extraction, example selection and the runner can read
 any task without importing the loaders that build them.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from bench.errors import NeuronbenchError
 
@@ -45,3 +48,20 @@ class Task:
             for words in self.sentences[split]:
                 digest.update(("\t".join(words) + "\n").encode())
         return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlantedData:
+    """Activations, labels and word types per split, and the ground truth G_c of every class."""
+
+    name: str
+    version: str
+    case: str
+    X: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    types: dict[str, np.ndarray]
+    truth: tuple[frozenset[int], ...]
+
+    @property
+    def truth_all(self) -> frozenset[int]:
+        return frozenset().union(*self.truth)
