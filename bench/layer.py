@@ -12,12 +12,12 @@ from functools import cached_property
 
 import numpy as np
 
+from bench.core.gaussian import gaussian_log_posterior
 from bench.core.method import check_activations, live_neurons
 from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.examples import Examples
 from bench.probe import SUBSET_GTOL, LogisticProbe, accuracy, fit_select, predict_from_logits
-from methods.gaussian import gaussian_log_posterior
 
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from bench.core.gaussian import gaussian_log_posterior
 from bench.errors import NeuronbenchError
 from methods.gaussian import (
     GaussianProbe,
     IncrementalGaussianMI,
-    gaussian_log_posterior,
     gaussian_mutual_information,
 )
 
