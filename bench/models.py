@@ -2,7 +2,8 @@
 once by `bench.model_sources`), the hub, or a random init.
 
 The only place besides `bench.extract` that knows about transformers; sites are resolved through a
-small table from architecture to module path, never per-model code.
+small table from architecture to module path, never per-model code. `matched_layers` pairs the layers
+of two models by depth, for the cross-model methods (reference.md#method-crossmodel).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from huggingface_hub import try_to_load_from_cache
 from transformers import AutoModel, AutoTokenizer
@@ -87,6 +89,27 @@ class LoadedModel:
             raise NeuronbenchError(f"site 'mlp' is not mapped for architecture {arch!r}; add it to "
                                    "bench.models.FFN_OUTPUT_PROJECTION")
         return self.model.get_submodule(FFN_OUTPUT_PROJECTION[arch].format(i=layer - 1))
+
+
+# Which layers of another model a ranked layer is compared with: the one at the same relative depth
+# (the reference's one N x D matrix per model), or all of them side by side.
+OTHER_LAYERS = ("relative", "all")
+
+
+def matched_layers(layer: int, n_layers: int, other_layers: list[int], n_other_layers: int,
+                   mode: str = "relative") -> list[int]:
+    """The layers of another model (`other_layers`, its layer ids at the site) that ranked `layer` meets.
+
+    `relative` maps layer l of an n_layers-deep model to round(l * n_other / n_layers) (halves up),
+    clipped to the site's layers, so equal depths pair layer with layer and the embeddings (layer 0
+    of the hidden site) with the embeddings.
+    """
+    if mode not in OTHER_LAYERS:
+        raise NeuronbenchError(f"method.other_layers must be one of {OTHER_LAYERS}, got {mode!r}")
+    if mode == "all":
+        return list(other_layers)
+    matched = int(np.floor(layer * n_other_layers / n_layers + 0.5))
+    return [min(max(matched, min(other_layers)), max(other_layers))]
 
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")

@@ -34,10 +34,9 @@ from bench.extract import extract
 from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
-from bench.models import LoadedModel, load_model
+from bench.models import LoadedModel, load_model, matched_layers
 from bench.scorers import Score, get_scorer, k_grid, needs_model
 from bench.seeds import cell_rng
-from methods.cross_model import matched_layers
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
 @dataclass(frozen=True)
 class OtherModels:
     """What a cross-model method compares with (reference.md#method-crossmodel): other models' activations
-    on this job's train words, at the layers `methods.cross_model.matched_layers` pairs with each layer."""
+    on this job's train words, at the layers `bench.models.matched_layers` pairs with each layer."""
 
     revisions: dict[str, str]
     keep: np.ndarray  # train examples every other model encodes too: rank() sees only these

@@ -17,25 +17,6 @@ from bench.core.method import Method, check_activations, live_neurons
 from bench.errors import NeuronbenchError
 
 RIDGE = 1e-6  # times the Gram matrix's mean diagonal: keeps collinear or constant neurons solvable
-# Which layers of another model a ranked layer is compared with: the one at the same relative depth
-# (the reference's one N x D matrix per model), or all of them side by side.
-OTHER_LAYERS = ("relative", "all")
-
-
-def matched_layers(layer: int, n_layers: int, other_layers: list[int], n_other_layers: int,
-                   mode: str = "relative") -> list[int]:
-    """The layers of another model (`other_layers`, its layer ids at the site) that ranked `layer` meets.
-
-    `relative` maps layer l of an n_layers-deep model to round(l * n_other / n_layers) (halves up),
-    clipped to the site's layers, so equal depths pair layer with layer and the embeddings (layer 0
-    of the hidden site) with the embeddings.
-    """
-    if mode not in OTHER_LAYERS:
-        raise NeuronbenchError(f"method.other_layers must be one of {OTHER_LAYERS}, got {mode!r}")
-    if mode == "all":
-        return list(other_layers)
-    matched = int(np.floor(layer * n_other_layers / n_layers + 0.5))
-    return [min(max(matched, min(other_layers)), max(other_layers))]
 
 
 def standardized(X) -> np.ndarray:
@@ -97,8 +78,8 @@ class CrossModelRanker(Method):
 
     Standardizes internally, so the ranking is the same whatever `normalize` gave (all three
     statistics are invariant to per-neuron affine maps, reference.md#data-znorm). `other_models` (config
-    names) and `other_layers` (see `matched_layers`) tell the runner what to extract; `rank` itself
-    reads only the activations it is given.
+    names) and `other_layers` (see `bench.models.matched_layers`) tell the runner what to extract;
+    `rank` itself reads only the activations it is given.
     """
 
     needs = frozenset({"other_activations"})

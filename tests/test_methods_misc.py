@@ -15,10 +15,11 @@ from scipy.special import expit, softmax
 from sklearn.linear_model import LogisticRegression
 
 from bench.errors import NeuronbenchError
+from bench.models import matched_layers
 from bench.probe import fit_logistic
 from methods.attribution import IGProbe, integrated_gradients, path_points
 from methods.cluster import ClusterRep, correlation_clusters
-from methods.cross_model import LinReg, MaxCorr, MinCorr, matched_layers, regression_errors, standardized
+from methods.cross_model import LinReg, MaxCorr, MinCorr, regression_errors, standardized
 from methods.probeless import Probeless
 from methods.sparse import SparseL1, fit_l1_logistic_ovr
 
