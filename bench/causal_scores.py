@@ -75,7 +75,7 @@ from bench.errors import NeuronbenchError
 from bench.intervene import (FinalHead, ModelContext, ModelInputs, _forward_replicated, final_head, model_inputs,
                              following_tokens, site_states, tied_lm_head)
 from bench.scorers import Score, log_area
-from methods.causal import sample_rows
+from bench.seeds import sample_rows
 
 log = logging.getLogger(__name__)
 

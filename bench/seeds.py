@@ -1,4 +1,5 @@
-"""Seeded generators per cell and stream, never Python's salted hash() or a global RNG."""
+"""Seeded generators per cell and stream, never Python's salted hash() or a global RNG, and the seeded row
+samples that the model-based methods and scorers draw from them."""
 
 from __future__ import annotations
 
@@ -12,3 +13,10 @@ def cell_rng(seed: int, *parts: object) -> np.random.Generator:
     key = "|".join(str(p) for p in parts)
     digest = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 2**63
     return np.random.default_rng(np.random.SeedSequence([int(seed), digest]))
+
+
+def sample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted seeded sample of `size` of n rows without replacement (all rows if n <= size)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=size, replace=False))

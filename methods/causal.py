@@ -19,18 +19,12 @@ from bench.core.method import Method, check_activations, live_neurons
 from bench.errors import NeuronbenchError
 from bench.intervene import (ModelContext, ablation_sweep, final_head, integrated_gradients,
                              mean_gold_log_prob)
+from bench.seeds import sample_rows
 from methods.attribution import BASELINES, RULES, path_points
 from methods.probeless import class_means
 
 log = logging.getLogger(__name__)
 VALUES = ("mean", "zero")
-
-
-def sample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted seeded sample of `size` of n rows without replacement (all rows if n <= size)."""
-    if n <= size:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=size, replace=False))
 
 
 class ModelMethod(Method):
