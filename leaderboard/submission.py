@@ -60,6 +60,7 @@ MAX_FILE_BYTES = 1 << 20
 MAX_META_BYTES = 64 << 10
 MAX_TOTAL_BYTES = 32 << 20
 MAX_FILES = 20_000
+SHOWN_CHARS = 80  # of a string value quoted in a problem line
 # Minimum coverage: every (task, model) with >= MIN_SEEDS seeds and all layers of each submitted site, and at
 # least MIN_TASKS tasks crossed with MIN_MODELS real (non-planted) models.
 MIN_SEEDS, MIN_TASKS, MIN_MODELS = 3, 2, 2
@@ -210,7 +211,7 @@ def _check_meta(folder: Path, configs: _Configs, submissions_dir: Path) -> tuple
         return {}, [f"{META_FILE}: {path.stat().st_size} bytes, over the {MAX_META_BYTES} byte limit"]
     try:
         meta = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:  # ValueError: an int of over 4,300 digits
         return {}, [f"{META_FILE}: not valid YAML ({err})".replace("\n", " ")]
     if not isinstance(meta, dict):
         return {}, [f"{META_FILE}: expected a mapping of fields ({', '.join(FIELDS)})"]
@@ -219,9 +220,9 @@ def _check_meta(folder: Path, configs: _Configs, submissions_dir: Path) -> tuple
         if key in FIELDS:
             continue
         if SCORE_WORDS.search(str(key).lower()):
-            problems.append(f"{META_FILE}: field {key!r} looks like scores; {SCORES}")
+            problems.append(f"{META_FILE}: field {_shown(key)} looks like scores; {SCORES}")
         else:
-            problems.append(f"{META_FILE}: unknown field {key!r} (fields: {', '.join(FIELDS)})")
+            problems.append(f"{META_FILE}: unknown field {_shown(key)} (fields: {', '.join(FIELDS)})")
     for key in FIELDS:
         if meta.get(key) in (None, "", [], {}):
             problems.append(f"{META_FILE}: field {key!r} is missing or empty")
@@ -232,11 +233,19 @@ def _check_meta(folder: Path, configs: _Configs, submissions_dir: Path) -> tuple
     return meta, problems
 
 
+def _shown(value) -> str:
+    """A submission's value as a problem line shows it: a string quoted, cut after SHOWN_CHARS characters, anything
+    else by its type alone. Never the whole value: a 1 KB nest of YAML aliases prints as billions of characters."""
+    if not isinstance(value, str):
+        return f"a value of type {type(value).__name__}"
+    return repr(value[:SHOWN_CHARS]) + (f"... ({len(value)} characters)" if len(value) > SHOWN_CHARS else "")
+
+
 def _field_problem(key: str, value, folder: Path, configs: _Configs, submissions_dir: Path) -> str | None:
     if key == "name":
         if not isinstance(value, str) or not NAME.fullmatch(value):
-            return (f"{value!r} is not a safe name: lowercase letters, digits, '_' and '-', starting with a letter "
-                    "or digit, at most 64 characters")
+            return (f"{_shown(value)} is not a safe name: lowercase letters, digits, '_' and '-', starting with a "
+                    "letter or digit, at most 64 characters")
         if value != folder.name:
             return f"{value!r} differs from the folder's name {folder.name!r}; rename one of them"
         if configs.get("method", value) is not None:
@@ -251,10 +260,10 @@ def _field_problem(key: str, value, folder: Path, configs: _Configs, submissions
         return None
     if key == "contact":
         ok = isinstance(value, str) and (EMAIL.fullmatch(value) or URL.fullmatch(value))
-        return None if ok else f"{value!r} is neither an e-mail address nor an http(s) URL"
+        return None if ok else f"{_shown(value)} is neither an e-mail address nor an http(s) URL"
     if key == "url":
         return None if isinstance(value, str) and URL.fullmatch(value) else \
-            f"{value!r} is not an http(s) URL of the paper or code"
+            f"{_shown(value)} is not an http(s) URL of the paper or code"
     if key == "description":
         if not isinstance(value, str):
             return "expected one paragraph of text"
@@ -263,7 +272,7 @@ def _field_problem(key: str, value, folder: Path, configs: _Configs, submissions
         return None
     if key == "neuronbench_version":
         ok = isinstance(value, str) and VERSION.fullmatch(value)
-        return None if ok else f"{value!r} is not a version string; quote it, e.g. \"{bench.__version__}\""
+        return None if ok else f"{_shown(value)} is not a version string; quote it, e.g. \"{bench.__version__}\""
     if key == "task_versions":
         return _versions_problem(value, configs)
     raise AssertionError(key)
@@ -276,11 +285,12 @@ def _versions_problem(value, configs: _Configs) -> str | None:
     for task, version in value.items():
         task_cfg = configs.get("task", str(task))
         if task_cfg is None:
-            problems.append(f"unknown task {task!r}")
+            problems.append(f"unknown task {_shown(task)}")
         elif not isinstance(version, str):
-            problems.append(f"{task}: version {version!r} must be a quoted string, e.g. \"{task_cfg.version}\"")
+            problems.append(f"{task}: the version must be a quoted string, e.g. \"{task_cfg.version}\", not "
+                            f"{_shown(version)}")
         elif version != str(task_cfg.version):
-            problems.append(f"{task}: stale task version {version!r}, the task is now at version "
+            problems.append(f"{task}: stale task version {_shown(version)}, the task is now at version "
                             f"{str(task_cfg.version)!r}; regenerate its rankings on the current task")
     return "; ".join(problems) or None
 
@@ -385,7 +395,7 @@ def _check_coverage(found: dict, name: str, task_versions, configs: _Configs) ->
     tasks = {task for task, _, _ in seeds}
     problems += [f"{META_FILE}: task_versions lacks {task!r}, which has rankings"
                  for task in sorted(tasks - set(versions))]
-    problems += [f"{META_FILE}: task_versions lists {task!r}, which has no rankings"
+    problems += [f"{META_FILE}: task_versions lists {_shown(task)}, which has no rankings"
                  for task in sorted(set(versions) - tasks)]
     covered: dict[str, set] = defaultdict(set)
     for (task, concept, model), ok in complete.items():
