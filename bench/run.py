@@ -12,6 +12,7 @@ import logging
 import subprocess
 import time
 import tracemalloc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
@@ -34,8 +35,8 @@ from bench.extract import extract
 from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
-from bench.models import LoadedModel, load_model, matched_layers
-from bench.scorers import Score, get_scorer, k_grid, needs_model
+from bench.models import SITES, LoadedModel, load_model, matched_layers
+from bench.scorers import Score, checked_ks, get_scorer, is_count, k_grid, needs_model
 from bench.seeds import cell_rng
 
 log = logging.getLogger(__name__)
@@ -348,13 +349,9 @@ def run_job(cfg: DictConfig, method_name: str) -> Path:
     return run_methods(cfg, {method_name: OmegaConf.to_container(cfg.method, resolve=True)})[method_name]
 
 
-def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
-    """One task x model x seed job for several methods: each cell is loaded once, every method ranks it, and
-    each distinct ranking is scored once on the cell's shared LayerData. Each method's records, rankings and
-    job.json land in its own folder, as its one-method job would write them (same values).
-
-    Returns {method: folder}; methods whose records exist (and force is off) are skipped.
-    """
+def check_config(cfg: DictConfig) -> None:
+    """The values a job reads from its config, checked before the task, a model or a method is loaded: a bad one
+    fails here with its key, its value and what is valid, instead of deep inside numpy or a probe fit."""
     # ??? in a task config (conllu's files): concept is left to check_concept, which lists the valid ones
     unset = sorted(OmegaConf.missing_keys(cfg.task) - {"task.concept"})
     if unset:
@@ -362,6 +359,33 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
                                f"command line, e.g. {unset[0]}=...")
     for name in cfg.scorers:
         get_scorer(name)  # an unknown scorer fails before any work
+    if not is_count(cfg.seed):
+        raise NeuronbenchError(f"seed={cfg.seed!r}: expected a non-negative integer (it fixes the word sample, the "
+                               "control labels and every method's generator)")
+    sites = cfg.sites
+    listed = isinstance(sites, Sequence) and not isinstance(sites, str)
+    if not (listed and sites and all(site in SITES for site in sites) and len(set(sites)) == len(sites)):
+        raise NeuronbenchError(f"sites={list(sites) if listed else sites!r}: expected a non-empty list of distinct "
+                               f"sites from {', '.join(SITES)}, e.g. sites=[hidden,mlp]")
+    checked_ks(cfg.ks)  # k > D is dropped per layer by k_grid, which refuses ks with no k <= D
+    caps = cfg.task.get("max_words")
+    if caps is not None and not isinstance(caps, Mapping):
+        raise NeuronbenchError(f"task.max_words={caps!r}: expected a cap per split, e.g. "
+                               "task.max_words={train:5000,dev:2000,test:5000}, or null for no cap")
+    for split, cap in (caps or {}).items():
+        if split not in SPLITS or not is_count(cap, 1):
+            raise NeuronbenchError(f"task.max_words.{split}={cap!r}: expected a positive number of words for "
+                                   f"each split of {', '.join(SPLITS)}")
+
+
+def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
+    """One task x model x seed job for several methods: each cell is loaded once, every method ranks it, and
+    each distinct ranking is scored once on the cell's shared LayerData. Each method's records, rankings and
+    job.json land in its own folder, as its one-method job would write them (same values).
+
+    Returns {method: folder}; methods whose records exist (and force is off) are skipped.
+    """
+    check_config(cfg)
     folders = {name: job_dir(cfg, name) for name in methods}
     jobs = [MethodJob(name, single, instantiate(params), folders[name])
             for name, params in methods.items()

@@ -6,6 +6,8 @@ rankings at once and lives in `bench.agreement`.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -28,12 +30,32 @@ class Score:
     chance: float | None = None
 
 
+def is_count(value, least: int = 0) -> bool:
+    """An integer of at least `least`; a bool is not one, though Python counts YAML's `true` as 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+
+
+def checked_ks(ks) -> tuple[int, ...]:
+    """The ks a config asks for: null is the reference grid DEFAULT_KS, anything else must be a non-empty list of
+    positive integers (checked before a job loads anything, and again by k_grid)."""
+    if ks is None:
+        return DEFAULT_KS
+    listed = isinstance(ks, Sequence) and not isinstance(ks, str)
+    if not (listed and ks and all(is_count(k, 1) for k in ks)):
+        raise NeuronbenchError(f"ks={list(ks) if listed else ks!r}: expected a non-empty list of positive integers, "
+                               "e.g. ks=[1,10,100], or ks=null for the reference grid")
+    return tuple(int(k) for k in ks)
+
+
 def k_grid(n_neurons: int, ks=None) -> list[int]:
-    """The k grid of reference.md#metric-probe-acc clipped to [1, D], plus D itself."""
-    grid = DEFAULT_KS if ks is None else ks
-    if any(int(k) < 1 for k in grid):
-        raise NeuronbenchError(f"ks must be positive integers, got {list(grid)}")
-    return sorted({int(k) for k in grid if int(k) <= n_neurons} | {n_neurons})
+    """The k grid of reference.md#metric-probe-acc: the ks up to D, plus D itself. A k above D is dropped for this
+    layer, but ks with no k up to D is an error: it would leave k = D alone, the all-neuron probe."""
+    grid = checked_ks(ks)
+    kept = {k for k in grid if k <= n_neurons}
+    if not kept:
+        raise NeuronbenchError(f"ks={list(grid)}: every k is above this layer's {n_neurons} neurons, which leaves "
+                               f"only k = D; give at least one k <= {n_neurons}")
+    return sorted(kept | {n_neurons})
 
 
 def log_area(ks: list[int], values: list[float]) -> float:

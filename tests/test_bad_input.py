@@ -15,7 +15,9 @@ import re
 import pytest
 
 from bench.errors import NeuronbenchError
-from leaderboard.submission import META_FILE, load_submission
+from bench.run import run_job
+from bench.scorers import k_grid
+from leaderboard.submission import META_FILE, compose_config, load_submission
 
 LIMIT_S = 5.0
 
@@ -39,6 +41,19 @@ def submission(text: str):
     return make
 
 
+def runner(*overrides: str, task: str = "planted_single", model: str = "planted"):
+    """A one-method runner job with these command-line overrides (planted: no model to load)."""
+    def make(tmp_path):
+        cfg = compose_config([f"task={task}", f"model={model}", "method=probeless", "scorers=[probe_acc]",
+                              f"results_dir={tmp_path}", f"cache_dir={tmp_path / 'cache'}", *overrides])
+        return lambda: run_job(cfg, "probeless")
+    return make
+
+
+def call(function, *args):
+    return lambda tmp_path: lambda: function(*args)
+
+
 CASES = [
     # leaderboard/submission.py validate: a value is shown by its type, a long string shortened, never whole
     ("submission contact: 9-deep YAML alias bomb", submission(alias_bomb()), NeuronbenchError,
@@ -51,6 +66,33 @@ CASES = [
      r"templated_number: the version must be a quoted string, e.g. \"1\", not a value of type list"),
     ("submission neuronbench_version: 5,000-digit integer", submission(f"neuronbench_version: {'9' * 5000}\n"),
      NeuronbenchError, r"submission\.yaml: not valid YAML \(Exceeds the limit \(4300 digits\)"),
+    # bench/run.py check_config: before the task, a model or a method is loaded
+    ("seed=-1", runner("seed=-1"), NeuronbenchError, r"seed=-1: expected a non-negative integer"),
+    ("seed=abc", runner("seed=abc"), NeuronbenchError, r"seed='abc': expected a non-negative integer"),
+    ("seed=true", runner("seed=true"), NeuronbenchError, r"seed=True: expected a non-negative integer"),
+    ("sites=[]", runner("sites=[]"), NeuronbenchError,
+     r"sites=\[\]: expected a non-empty list of distinct sites from hidden, mlp"),
+    ("sites=[hidden,attn]", runner("sites=[hidden,attn]"), NeuronbenchError,
+     r"sites=\['hidden', 'attn'\]: expected a non-empty list of distinct sites from hidden, mlp"),
+    ("sites=[hidden,hidden]", runner("sites=[hidden,hidden]"), NeuronbenchError,
+     r"sites=\['hidden', 'hidden'\]: expected a non-empty list of distinct sites"),
+    ("sites=hidden", runner("sites=hidden"), NeuronbenchError, r"sites='hidden': expected a non-empty list"),
+    ("ks=[]", runner("ks=[]"), NeuronbenchError, r"ks=\[\]: expected a non-empty list of positive integers"),
+    ("ks=[0,5]", runner("ks=[0,5]"), NeuronbenchError, r"ks=\[0, 5\]: expected a non-empty list of positive"),
+    ("ks=[2.5]", runner("ks=[2.5]"), NeuronbenchError, r"ks=\[2\.5\]: expected a non-empty list of positive"),
+    ("ks=5", runner("ks=5"), NeuronbenchError, r"ks=5: expected a non-empty list of positive integers"),
+    ("ks=[99999]", runner("ks=[99999]"), NeuronbenchError,
+     r"ks=\[99999\]: every k is above this layer's 768 neurons, which leaves only k = D; give at least one "
+     r"k <= 768"),
+    ("k_grid(8, [9, 20])", call(k_grid, 8, [9, 20]), NeuronbenchError,
+     r"ks=\[9, 20\]: every k is above this layer's 8 neurons"),
+    ("task.max_words.train=0", runner("task.max_words.train=0", task="templated_number", model="tiny_random"),
+     NeuronbenchError, r"task\.max_words\.train=0: expected a positive number of words for each split of "
+                       r"train, dev, test"),
+    ("task.max_words.dev=-5", runner("task.max_words.dev=-5", task="templated_number", model="tiny_random"),
+     NeuronbenchError, r"task\.max_words\.dev=-5: expected a positive number of words"),
+    ("task.max_words=0", runner("task.max_words=0", task="templated_number", model="tiny_random"),
+     NeuronbenchError, r"task\.max_words=0: expected a cap per split"),
 ]
 
 
