@@ -71,9 +71,12 @@ def log_area(ks: list[int], values: list[float]) -> float:
 FAMILIES = {"linear": "", "gaussian": "_gaussian"}
 
 
-def _curve(ranking, data: LayerData, ks, family: str, target: str) -> list[float]:
+def _curve(ranking, data: LayerData, ks, family: str, target: str) -> tuple[list[int], list[float]]:
+    """(grid, accuracies) over k_grid of `ks`, which ends at D: its area is over the whole curve and its last point is
+    the probe on all neurons, whatever ks a caller passes."""
     accuracy = data.retrained_accuracy if family == "linear" else data.gaussian_accuracy
-    return [accuracy(ranking[:k], target) for k in ks]
+    grid = k_grid(data.n_neurons, ks)
+    return grid, [accuracy(ranking[:k], target) for k in grid]
 
 
 def probe_acc(ranking, data: LayerData, ks, rng, family: str = "linear") -> list[Score]:
@@ -83,7 +86,7 @@ def probe_acc(ranking, data: LayerData, ks, rng, family: str = "linear") -> list
     uses the same grid uncapped.
     """
     suffix, majority = FAMILIES[family], data.majority()
-    values = _curve(ranking, data, ks, family, "task")
+    ks, values = _curve(ranking, data, ks, family, "task")
     scores = ([Score(f"probe_acc{suffix}", k, v, majority) for k, v in zip(ks, values)]
               + [Score(f"probe_auc{suffix}", None, log_area(ks, values), majority),
                  Score(f"acc_all{suffix}", None, values[-1], majority)])
@@ -93,8 +96,8 @@ def probe_acc(ranking, data: LayerData, ks, rng, family: str = "linear") -> list
 def selectivity(ranking, data: LayerData, ks, rng, family: str = "linear") -> list[Score]:
     """Hewitt & Liang: task accuracy minus control-task accuracy on the same top-k neurons."""
     suffix = FAMILIES[family]
-    task = _curve(ranking, data, ks, family, "task")
-    control = _curve(ranking, data, ks, family, "control")
+    ks, task = _curve(ranking, data, ks, family, "task")
+    _, control = _curve(ranking, data, ks, family, "control")
     gap = [t - c for t, c in zip(task, control)]
     return ([Score(f"control_acc{suffix}", k, c) for k, c in zip(ks, control)]
             + [Score(f"selectivity{suffix}", k, g, 0.0) for k, g in zip(ks, gap)]

@@ -5,6 +5,9 @@ temporary folder that returns the call to make; the call runs in a forked child 
 seconds, so a case that hangs fails instead of stalling the suite. The regex is searched in the message, which
 must name what is wrong and where (the key or field and its value) and what is valid. Grow the matrix with every
 new defect: one row per bad input.
+
+Silent traps, where bad input used to give a wrong number instead of an error, are the tests after the table;
+they pin the right values.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import multiprocessing
 import re
 
+import numpy as np
 import pytest
 
 from bench.errors import NeuronbenchError
 from bench.run import run_job
-from bench.scorers import k_grid
+from bench.scorers import k_grid, probe_acc
 from leaderboard.submission import META_FILE, compose_config, load_submission
+from test_scorers import D, perfect, planted_layer
 
 LIMIT_S = 5.0
 
@@ -128,3 +133,13 @@ def test_bad_input_fails_fast_with_a_clear_error(tmp_path, make, expected, messa
     assert len(text) < 20_000, "the message must not print a whole value"
     assert re.search(message, text), text
 
+
+def test_probe_scorers_end_their_grid_at_all_neurons():
+    """ks=[5] without D: acc_all is the probe on all 40 neurons (286 of 300 test words), not the one on 5 (102),
+    and the area runs over k = 5 and k = D (two points: their mean)."""
+    data = planted_layer()
+    scores = probe_acc(perfect()[::-1], data, [5], None)
+    assert {s.k: s.value for s in scores if s.metric == "probe_acc"} == pytest.approx({5: 102 / 300, D: 286 / 300})
+    values = {s.metric: s.value for s in scores if s.k is None}
+    assert values["acc_all"] == pytest.approx(286 / 300) == data.retrained_accuracy(np.arange(D))
+    assert values["probe_auc"] == pytest.approx((102 + 286) / 600)
