@@ -14,7 +14,7 @@ import time
 import tracemalloc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,8 @@ from bench.scorers import Score, checked_ks, get_scorer, is_count, k_grid, needs
 from bench.seeds import cell_rng
 
 log = logging.getLogger(__name__)
+
+METHOD_CONFIGS = MODEL_CONFIGS.parent / "method"  # conf/method: the built-in methods
 
 
 def single_threaded_blas() -> None:
@@ -330,6 +332,17 @@ def finished(out: Path, cfg: DictConfig) -> bool:
     return True
 
 
+def method_source(name: str, params, method: Method) -> str:
+    """The records' `source`: what a ranking source names itself (a submission: "submission:<name>"), "builtin" for
+    the class of conf/method/<name>.yaml, else "custom:<module.Class>" (method._target_=... given, or a name with no
+    such config), so a user's class never passes for the built-in method of its name."""
+    if hasattr(method, "source"):
+        return method.source
+    path = METHOD_CONFIGS / f"{name}.yaml"
+    target = params.get("_target_")
+    return "builtin" if path.is_file() and OmegaConf.load(path).get("_target_") == target else f"custom:{target}"
+
+
 @dataclass
 class MethodJob:
     """One method's share of a job: its config and folder, and the rows it collects over the cells."""
@@ -342,6 +355,10 @@ class MethodJob:
     records: list = field(default_factory=list)
     costs: list = field(default_factory=list)
     timings: list = field(default_factory=list)
+
+    @cached_property
+    def source(self) -> str:
+        return method_source(self.name, self.cfg.method, self.method)
 
 
 def run_job(cfg: DictConfig, method_name: str) -> Path:
@@ -458,7 +475,7 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
             base = {**common, "method": job.name,
                     "method_params": json.dumps(OmegaConf.to_container(job.cfg.method, resolve=True),
                                                 sort_keys=True), "seed": int(cfg.seed),
-                    "source": getattr(job.method, "source", "builtin"),  # a submission: "submission:<name>"
+                    "source": job.source,
                     **stamp, "layer": layer, "site": site, "n_neurons": data.n_neurons,
                     "other": None, "chance": None, "k": None}
             job.costs += [{**base, "metric": "cost_time_s", "value": seconds},
@@ -500,7 +517,7 @@ def write_job(job: MethodJob, examples: Examples, task, timing: dict) -> None:
          **({"task_meta": task.meta} if isinstance(task, Task) else {}),  # sources; silver labels say so
          **timing, "layers": job.timings},
         indent=1, default=str).encode())
-    if getattr(job.method, "source", "builtin") == "builtin":  # reading a submitted ranking costs nothing
+    if not hasattr(job.method, "source"):  # a submission names its source; reading its ranking costs nothing
         atomic_write_bytes(job.out / "cost.jsonl", "".join(json.dumps(r) + "\n" for r in job.costs).encode())
     atomic_write_bytes(job.out / "records.jsonl", "".join(json.dumps(r) + "\n" for r in job.records).encode())
     log.info("wrote %d records to %s", len(job.records), job.out / "records.jsonl")

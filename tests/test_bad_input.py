@@ -12,6 +12,7 @@ they pin the right values.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import re
 
@@ -21,6 +22,7 @@ import pytest
 from bench.errors import NeuronbenchError
 from bench.run import run_job
 from bench.scorers import k_grid, probe_acc
+from leaderboard.board import method_label
 from leaderboard.submission import META_FILE, compose_config, load_submission
 from test_scorers import D, perfect, planted_layer
 
@@ -143,3 +145,16 @@ def test_probe_scorers_end_their_grid_at_all_neurons():
     values = {s.metric: s.value for s in scores if s.k is None}
     assert values["acc_all"] == pytest.approx(286 / 300) == data.retrained_accuracy(np.arange(D))
     assert values["probe_auc"] == pytest.approx((102 + 286) / 600)
+
+
+def test_a_method_with_another_target_is_recorded_as_custom(tmp_path):
+    """method=probeless method._target_=... runs that class: its records must not pass for the built-in."""
+    base = ["task=planted_single", "model=planted", "scorers=[probe_acc]", "ks=[3]", "method=probeless"]
+    builtin = run_job(compose_config([*base, f"results_dir={tmp_path / 'builtin'}"]), "probeless")
+    custom = run_job(compose_config([*base, "method._target_=methods.univariate.AnovaF",
+                                     f"results_dir={tmp_path / 'custom'}"]), "probeless")
+    sources = {out: {json.loads(line)["source"] for line in (out / "records.jsonl").read_text().splitlines()}
+               for out in (builtin, custom)}
+    assert sources == {builtin: {"builtin"}, custom: {"custom:methods.univariate.AnovaF"}}
+    assert method_label(*sources[custom], "probeless") == "probeless (custom:methods.univariate.AnovaF)"
+    assert (custom / "cost.jsonl").exists()  # a custom class is measured like a built-in one
