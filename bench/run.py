@@ -360,6 +360,11 @@ class MethodJob:
     def source(self) -> str:
         return method_source(self.name, self.cfg.method, self.method)
 
+    @cached_property
+    def params(self) -> str:
+        """The records' `method_params`: the method's config as sorted JSON."""
+        return json.dumps(OmegaConf.to_container(self.cfg.method, resolve=True), sort_keys=True)
+
 
 def run_job(cfg: DictConfig, method_name: str) -> Path:
     """Run (or skip, if its records exist and force is off) the one-method job of `cfg.method`."""
@@ -446,14 +451,15 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
         ks = k_grid(data.n_neurons, cfg.ks)
         scored: dict[bytes, tuple[str, list[tuple[str, Score]], dict]] = {}  # ranking -> first method, rows, times
+        shared = {"model": cell_context, "cell": Cell(task_cfg.name, task_cfg.get("concept"), model_cfg.name,
+                                                      int(cfg.seed), site, layer),
+                  "dev": (X["dev"], examples.y["dev"])}
         for job in jobs:
             t_method = time.perf_counter()
-            available = {"model": cell_context, "cell": Cell(task_cfg.name, task_cfg.get("concept"),
-                                                             model_cfg.name, int(cfg.seed), site, layer),
-                         "dev": (X["dev"], examples.y["dev"])}
-            rows = slice(None)  # a cross-model method reads the train words that every model encodes
+            available, rows = shared, slice(None)  # a cross-model method reads the words every model encodes
             if job.others is not None:
-                available["other_activations"], rows = job.others.activations(site, layer), job.others.keep
+                available = {**shared, "other_activations": job.others.activations(site, layer)}
+                rows = job.others.keep
             inputs = {need: available[need] for need in job.method.needs if need in available}
             ranking, seconds, peak = timed_rank(job.method, X["train"][rows], examples.y["train"][rows],
                                                 cell_rng(cfg.seed, *key, "method"), inputs)
@@ -472,11 +478,8 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
                     job.method, job.name, X["train"], examples.y["train"], groups, ranking,
                     cell_rng(cfg.seed, *key, "bootstrap"), int(cfg.bootstrap))]
                 scorer_s["bootstrap"] = round(time.perf_counter() - t_boot, 3)
-            base = {**common, "method": job.name,
-                    "method_params": json.dumps(OmegaConf.to_container(job.cfg.method, resolve=True),
-                                                sort_keys=True), "seed": int(cfg.seed),
-                    "source": job.source,
-                    **stamp, "layer": layer, "site": site, "n_neurons": data.n_neurons,
+            base = {**common, "method": job.name, "method_params": job.params, "seed": int(cfg.seed),
+                    "source": job.source, **stamp, "layer": layer, "site": site, "n_neurons": data.n_neurons,
                     "other": None, "chance": None, "k": None}
             job.costs += [{**base, "metric": "cost_time_s", "value": seconds},
                           {**base, "metric": "cost_peak_mem_b", "value": peak}]
