@@ -30,6 +30,7 @@ BLOCK_BYTES = 8 * 2**20  # one block of residuals (classes x words x neurons): m
 # where numpy's per-call overhead outweighs L2 misses (1 MB blocks: 0.66-0.72 s a step, 8 MB: 0.48 s)
 FALLBACK_SUM = 1e-20  # a class-sum this small may have lost precision: that entry is redone exactly
 NEGLIGIBLE_WEIGHT = 1e-30  # classes this far below a word's bound are dropped (never hit subnormals)
+DENSE_SHARE = 0.5  # above this share of nonzero (word, class) weights a block is scored densely, by a matmul
 
 
 def label_entropy(counts: np.ndarray) -> float:
@@ -176,17 +177,39 @@ class IncrementalGaussianMI:
             u, beta = self.pending_update
             for k in range(len(block)):  # in place: a.T is the Fortran-ordered view BLAS updates
                 self.ger(-1.0, beta[k], u[k, rows], a=block[k].T, overwrite_a=1)
-        exponent = np.square(block, out=self._scratch()[:, :block.shape[1]])
-        exponent *= terms.curvature
-        exponent += terms.neuron_offset
-        np.exp(exponent, out=exponent)
-        class_sum = np.matmul(terms.word_weights[rows, None, :], exponent.transpose(1, 0, 2))[:, 0]
+        weights = terms.word_weights[rows]
+        active = weights > 0
+        if active.mean() > DENSE_SHARE:
+            exponent = np.square(block, out=self._scratch()[:, :block.shape[1]])
+            exponent *= terms.curvature
+            exponent += terms.neuron_offset
+            np.exp(exponent, out=exponent)
+            class_sum = np.matmul(weights[:, None, :], exponent.transpose(1, 0, 2))[:, 0]
+        else:
+            class_sum = self._sparse_class_sum(block, weights, active, terms)
         with np.errstate(divide="ignore"):
             log_class_sum = np.log(class_sum)
         if class_sum.min() < FALLBACK_SUM:
             words, neurons = np.nonzero(class_sum < FALLBACK_SUM)
             log_class_sum[words, neurons] = self._exact_log_class_sum(start + words, neurons, terms)
         return log_class_sum.sum(axis=0, dtype=np.float64)
+
+    @staticmethod
+    def _sparse_class_sum(block, weights, active, terms: LogPosteriorTerms) -> np.ndarray:
+        """The block's sum over classes, visiting only the (word, class) pairs of nonzero weight: as T grows
+        the posterior concentrates (on upos, 26% of the pairs over a 150-step greedy, 7% at the end)."""
+        class_sum = np.zeros(block.shape[1:], dtype=block.dtype)
+        for k in range(len(block)):
+            words = np.flatnonzero(active[:, k])
+            if len(words) == 0:
+                continue
+            exponent = np.square(block[k, words])
+            exponent *= terms.curvature[k]
+            exponent += terms.neuron_offset[k]
+            np.exp(exponent, out=exponent)
+            exponent *= weights[words, k, None]
+            class_sum[words] += exponent
+        return class_sum
 
     def _scratch(self) -> np.ndarray:
         if not hasattr(self.thread_scratch, "buffer"):
