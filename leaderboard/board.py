@@ -1,7 +1,9 @@
 """The leaderboard: records in, a Markdown page and a ranked long CSV table out.
 
-Raw scores are not comparable across tasks, models and layers, so methods are ranked within each cell and the
-headline is their mean rank, shown beside seed spread, baselines and chance levels (design.md#leaderboard).
+Raw scores are not comparable across tasks, models and layers, so methods are compared within each cell: the long
+table ranks them per cell and metric, and the headline (leaderboard.headline) is the share of other methods beaten
+per cell and scorer family, with intervals, shown beside seed spread, baselines and chance levels
+(design.md#leaderboard).
 `summarize` computes everything once; `render_markdown` here and `leaderboard.html` render the same summary.
 """
 
@@ -14,6 +16,7 @@ from functools import cached_property, reduce
 import pandas as pd
 
 from bench.errors import NeuronbenchError
+from leaderboard.headline import headline
 
 RECORD_COLUMNS = (
     "task", "task_version", "concept", "model", "model_revision", "layer", "site", "pooling", "method",
@@ -55,6 +58,10 @@ CELL_KEYS = ["task", "concept", "model", "layer", "site", "metric", "k", "other"
 METHOD_KEYS = ["source", "method"]
 RANK_DECIMALS = 12  # equal scores averaged in a different order must still tie
 HEADLINE_SUFFIX = "@k*"
+FAMILY_NAMES = {"probe": "probe accuracy area over ln k", "selectivity": "selectivity area",
+                "ablation": "probe ablation, the mean of the drop-top and keep-top areas",
+                "causal": "in-model causal drop area"}
+FAMILY_COLUMNS = tuple(FAMILY_NAMES)
 MISSING = "—"
 
 # Provenance that must not vary inside a compared group (reference.md: results from different task versions or
@@ -121,8 +128,8 @@ class Group:
 
     @cached_property
     def ranking(self) -> pd.DataFrame:
-        """`method_ranking` of the group's board, computed once for every renderer."""
-        return method_ranking(self.board)
+        """`method_ranking` of the group's records, computed once for every renderer."""
+        return method_ranking(self.records)
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ class Summary:
     @cached_property
     def ranking(self) -> pd.DataFrame:
         """`method_ranking` over every cell, computed once for every renderer."""
-        return method_ranking(self.board)
+        return method_ranking(self.records)
 
     @cached_property
     def groups(self) -> tuple[Group, ...]:
@@ -204,26 +211,27 @@ def method_label(source, method) -> str:
     return f"{method} ({source})"
 
 
-def method_ranking(board: pd.DataFrame) -> pd.DataFrame:
-    """One row per (source, method) of `board`, best mean rank first: `name`, `mean_rank` and `cells`, the number
-    of cells it was ranked in (those it shares with at least one other method; NaN mean rank if none)."""
-    shared = _shared_cells(board, [*METHOD_KEYS, "rank"])
-    ranks = shared.groupby(METHOD_KEYS)["rank"].agg(mean_rank="mean", cells="size")
-    methods = pd.MultiIndex.from_frame(board[METHOD_KEYS].drop_duplicates())
-    table = ranks.reindex(methods).reset_index()
-    table = table.sort_values(["mean_rank", "method", "source"], na_position="last", ignore_index=True)
+def method_ranking(records: pd.DataFrame) -> pd.DataFrame:
+    """The headline table of `records` (leaderboard.headline), best first, with display `name`s; a method identical
+    to a better-listed one everywhere is folded into that row, whose name lists it (`a = b`) and whose `members`
+    lists every (source, method) it stands for."""
+    table = headline(records)
     names = [method_label(source, method) for source, method in zip(table["source"], table["method"])]
-    return table.assign(cells=table["cells"].fillna(0).astype(int), name=names)
-
-
-def ranked_cell_count(board: pd.DataFrame) -> int:
-    """Cells with at least two methods ranked: the most `cells` a method can reach."""
-    return len(_shared_cells(board, CELL_KEYS).drop_duplicates())
-
-
-def _shared_cells(board: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """`columns` of the ranked rows whose cell has at least two methods (selected first: boards are wide)."""
-    return board.loc[board["rank"].notna() & (board["n_methods"].fillna(0) >= 2), columns]
+    table = table.assign(name=names)
+    listed: set = set()
+    keep = []
+    for row in table.itertuples():
+        clones = set(row.aliases.split(", ")) if row.aliases else set()
+        keep.append(not (clones & listed))
+        listed.add(row.method)
+    shown = table[keep].reset_index(drop=True)
+    folded = [name + "".join(f" = {alias}" for alias in aliases.split(", ")) if aliases else name
+              for name, aliases in zip(shown["name"], shown["aliases"])]
+    members = [[(source, method)] + [(source, alias) for alias in aliases.split(", ") if aliases]
+               for source, method, aliases in zip(shown["source"], shown["method"], shown["aliases"])]
+    shown = shown.assign(name=folded, members=members)
+    shown.attrs.update(table.attrs)
+    return shown
 
 
 def headline_stats(headline: pd.DataFrame) -> pd.DataFrame:
@@ -305,16 +313,33 @@ def cost_summary(costs: pd.DataFrame, by: tuple = ("task", "model")) -> pd.DataF
 # --- Markdown ------------------------------------------------------------------------------------------------------
 
 
+def headline_sentence(ranking: pd.DataFrame) -> str:
+    """What the headline is, in the words every board prints above it."""
+    families = ", ".join(FAMILY_NAMES[f] for f in ranking.attrs.get("families", []))
+    return (f"The headline `score` is the share of the other methods a method beats, per cell (task × concept × model "
+            f"× layer × site) and scorer family ({families}), averaged over its cells and then over the families: "
+            "1 = best everywhere, 0 = worst. Identical rankings count once; a cell where no method beats `random` by "
+            f"two seed standard errors is left out ({ranking.attrs.get('flagged', 0)} of "
+            f"{ranking.attrs.get('scored', 0)} here). The 95% interval and `tier` (1 + the number of methods "
+            "significantly better) come from a paired bootstrap over cells. Agreement and stability are shown, "
+            "never scored.")
+
+
+def headline_columns(row) -> dict[str, str]:
+    """The score, interval, tier, coverage and family columns of one method_ranking row, as text."""
+    interval = MISSING if pd.isna(row.low) else f"{format_number(row.low)}–{format_number(row.high)}"
+    return {"score": format_number(row.score), "95% CI": interval,
+            "tier": MISSING if pd.isna(row.tier) else str(int(row.tier)), "cells": str(row.cells),
+            **{family: format_number(getattr(row, family)) for family in FAMILY_COLUMNS if hasattr(row, family)}}
+
+
 def render_markdown(summary: Summary) -> str:
     sections = [
         "# neuronbench leaderboard",
-        "Test-split scores, mean over seeds (±std over seeds where there is more than one). Methods are ranked "
-        "within each cell (task × concept × model × layer × site × metric × k; 1 = best, ties share the average "
-        f"rank) on {', '.join(f'`{metric}`' for metric in RANKED_METRICS)}, and the headline is the mean rank over "
-        f"the cells a method shares with at least one other method (`cells` shows coverage, out of "
-        f"{ranked_cell_count(summary.board)}). `@k*` is the headline k: the largest k <= {summary.headline_k} in "
-        "each task/model grid. Submitted methods are marked `(submission)`; `ablate_drop_bottom` (each method's "
-        "bottom-k removed) is a baseline, not ranked.",
+        headline_sentence(summary.ranking),
+        "Other columns: test-split scores, mean over seeds (±std over seeds where there is more than one); `@k*` "
+        f"is the headline k, the largest k <= {summary.headline_k} in each task/model grid. Submitted methods are "
+        "marked `(submission)`; `ablate_drop_bottom` (each method's bottom-k removed) is a baseline.",
         "## Overall",
         _method_markdown(summary.ranking, summary.headline, summary.labels),
     ]
@@ -354,11 +379,8 @@ def _method_markdown(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list
     stats = headline_stats(headline)
     values = stats.assign(text=format_stats(stats)).pivot(index=METHOD_KEYS, columns="label", values="text")
     values = values.reindex(index=pd.MultiIndex.from_frame(ranking[METHOD_KEYS]), columns=labels)
-    shown = pd.DataFrame({
-        "method": ranking["name"],
-        "mean rank": _format_numbers(ranking["mean_rank"]),
-        "cells": ranking["cells"].astype(str),
-    })
+    columns = pd.DataFrame([headline_columns(row) for row in ranking.itertuples()], index=ranking.index)
+    shown = pd.concat([pd.DataFrame({"method": ranking["name"]}), columns], axis=1)
     for label in labels:
         shown[label if k is None else column_label(label, k)] = values[label].fillna(MISSING).to_numpy()
     return _markdown_table(shown, left_columns=1)

@@ -13,9 +13,9 @@ from html import escape
 import pandas as pd
 
 from leaderboard.board import (
-    BASELINE_METHODS, BUILTIN_SOURCE, DEPTH_METRIC, METHOD_KEYS, MISSING, RANKED_METRICS, Group, Summary, column_label,
-    context_items, cost_summary, depth_stats, format_k, format_number, format_stats, headline_stats, method_label,
-    ranked_cell_count, seed_summary,
+    BASELINE_METHODS, BUILTIN_SOURCE, DEPTH_METRIC, FAMILY_COLUMNS, METHOD_KEYS, MISSING, Group, Summary, column_label,
+    context_items, cost_summary, depth_stats, format_k, format_number, format_stats, headline_columns, headline_sentence,
+    headline_stats, method_label, seed_summary,
 )
 
 # Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
@@ -364,30 +364,34 @@ def _legend(keys: list[tuple], styles: dict) -> str:
 
 
 def _overall(summary: Summary, groups: list[Group]) -> str:
-    """Mean rank over all cells and per task x model, coverage, and the headline values."""
-    per_group = {f"rank · {g.task} · {g.model}": g.ranking.set_index(METHOD_KEYS) for g in groups}
-    return _ranking_table(summary.board, summary.ranking, summary.headline, summary.labels, per_group)
+    """The headline over all cells with its interval and tier, the score per task x model, and the headline values."""
+    per_group = {f"score · {g.task} · {g.model}": {member: row.score for row in g.ranking.itertuples()
+                                                   for member in row.members} for g in groups}
+    return _ranking_table(summary.ranking, summary.headline, summary.labels, per_group)
 
 
-def _ranking_table(board: pd.DataFrame, ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str],
+def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str],
                    per_group: dict | None = None, k=None) -> str:
-    """Methods in mean-rank order (`ranking`, the board's method_ranking) with coverage (cells ranked / cells
-    with >= 2 methods), optional mean-rank columns of other tables, and the headline values (± over seeds);
-    the group's k replaces `@k*` if given."""
-    total = ranked_cell_count(board)
+    """Methods in headline order (`ranking`, the board's method_ranking) with the score, its 95% interval, tier,
+    cells and family scores, optional score columns of other tables ({(source, method): score}), and the headline
+    values (± over seeds); the group's k replaces `@k*` if given."""
     per_group = per_group or {}
     stats = headline_stats(headline).set_index([*METHOD_KEYS, "label"])
     stats = stats.assign(text=format_stats(stats))[["mean", "text"]]
-    headers = [("method", "ascending"), ("mean rank", "ascending"), ("cells", "descending")]
-    headers += [(title, "ascending") for title in per_group]
+    families = [f for f in FAMILY_COLUMNS if f in ranking.columns]
+    headers = [("method", "ascending"), ("score", "descending"), ("95% CI", "descending"), ("tier", "ascending"),
+               ("cells", "descending")]
+    headers += [(family, "descending") for family in families]
+    headers += [(title, "descending") for title in per_group]
     headers += [(label if k is None else column_label(label, k), "descending") for label in labels]
     rows = []
     for row in ranking.itertuples():
         key = (row.source, row.method)
-        cells = [Cell(row.name, row.name, numeric=False), _number(row.mean_rank),
-                 Cell(f"{row.cells} / {total}", float(row.cells))]
-        cells += [_number(table.loc[key, "mean_rank"]) if key in table.index else _missing()
-                  for table in per_group.values()]
+        text = headline_columns(row)
+        cells = [Cell(row.name, row.name, numeric=False), _number(row.score),
+                 _number(row.low, text["95% CI"]), _number(row.tier, text["tier"]), Cell(text["cells"], float(row.cells))]
+        cells += [_number(getattr(row, family)) for family in families]
+        cells += [_number(scores[key]) if key in scores else _missing() for scores in per_group.values()]
         cells += [_number(*stats.loc[(*key, label)]) if (*key, label) in stats.index else _missing()
                   for label in labels]
         rows.append(cells)
@@ -478,7 +482,7 @@ def _group_section(index: int, group: Group, labels: list[str], styles: dict) ->
     order = list(zip(group.ranking["source"], group.ranking["method"]))
     parts = [f'<h2 id="group-{index}">{escape(group.task)} · {escape(group.model)} '
              f"(k* = {escape(format_k(group.k))})</h2>",
-             _ranking_table(group.board, group.ranking, group.headline, labels, k=group.k),
+             _ranking_table(group.ranking, group.headline, labels, k=group.k),
              "<p class=note>Baselines and chance levels:</p>", _context(group)]
     for site, site_records in group.records.groupby("site"):
         parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"
@@ -527,13 +531,10 @@ def render_html(summary: Summary, costs: pd.DataFrame | None = None) -> str:
                   for i, g in enumerate(groups))
     if costs is not None and len(costs):
         toc += '<li><a href="#cost">cost of rank()</a></li>'
-    metrics = ", ".join(f"<code>{m}</code>" for m in RANKED_METRICS)
-    intro = (f"Test-split scores, mean over seeds (±std over seeds where there is more than one). Methods are ranked "
-             f"within each cell (task × concept × model × layer × site × metric × k; 1 = best, ties share the average "
-             f"rank) on {metrics}; the headline is the mean rank over the cells a method shares with at least one "
-             f"other method, and <em>cells</em> shows its coverage. A method is ranked only over the cells it covers; "
-             f"{MISSING} marks a value it lacks. <code>@k*</code> is the headline k, the largest k ≤ "
-             f"{summary.headline_k} in each task/model grid. Click a column header to sort.")
+    intro = (f"{escape(headline_sentence(summary.ranking))} Other columns: test-split scores, mean over seeds "
+             f"(±std over seeds where there is more than one); {MISSING} marks a value a method lacks. "
+             f"<code>@k*</code> is the headline k, the largest k ≤ {summary.headline_k} in each task/model grid. "
+             "Click a column header to sort.")
     body = [f"<h1>neuronbench leaderboard</h1><p class=note>{intro}</p>",
             f"<nav><ul>{toc}</ul></nav>", "<h2 id=\"overall\">Overall</h2>", _overall(summary, groups)]
     body += [_group_section(i, group, summary.labels, styles) for i, group in enumerate(groups)]

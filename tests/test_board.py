@@ -99,7 +99,7 @@ def test_context_and_unknown_metrics_are_kept_but_not_ranked():
     assert "brand_new_metric" in set(table["metric"])
     overall = section(markdown, "## Overall")
     assert table_methods(overall) == ["b", "a"]
-    assert [line.split(" | ")[2] for line in overall[2:]] == ["1", "1"]
+    assert [line.split(" | ")[4] for line in overall[2:]] == ["1", "1"]
 
 
 def test_method_missing_from_a_cell_is_left_out_of_that_cell_only():
@@ -110,12 +110,12 @@ def test_method_missing_from_a_cell_is_left_out_of_that_cell_only():
     assert layer_one["rank"].to_dict() == {"a": 1.0, "b": 2.0}
     assert (layer_one["n_methods"] == 2).all()
     markdown, _ = build_board(records)
-    cells = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[2]
+    cells = {line.split(" | ")[0].removeprefix("| "): line.split(" | ")[4]
              for line in section(markdown, "## Overall")[2:]}
-    assert cells == {"a": "6", "partial": "3", "b": "6"}
+    assert cells == {"a": "2", "partial": "1", "b": "2"}
 
 
-def test_overall_table_lists_methods_in_mean_rank_order_with_baseline_marked():
+def test_overall_table_lists_methods_in_headline_order_with_baseline_marked():
     records = make_records(
         *probe_grid({"lca": 0.9, "random": 0.5, "probeless": 0.8}, seeds=(0, 1)),
         *({"method": method, "metric": "probe_auc", "seed": seed, "value": value + 0.1 * seed}
@@ -123,10 +123,10 @@ def test_overall_table_lists_methods_in_mean_rank_order_with_baseline_marked():
     )
     markdown, _ = build_board(records)
     overall = section(markdown, "## Overall")
-    assert overall[0] == "| method | mean rank | cells | probe_auc | probe_acc@k* |"
-    assert overall[1] == "|---|---:|---:|---:|---:|"
+    assert overall[0] == "| method | score | 95% CI | tier | cells | probe | probe_auc | probe_acc@k* |"
+    assert overall[1] == "|---|---:|---:|---:|---:|---:|---:|---:|"
     assert table_methods(overall) == ["lca", "probeless", "random (baseline)"]
-    assert overall[2] == "| lca | 1.000 | 7 | 0.750±0.050 | 0.900±0.000 |"
+    assert overall[2] == "| lca | 1.000 | — | — | 2 | 1.000 | 0.750±0.050 | 0.900±0.000 |"
     assert markdown.index("## Overall") < markdown.index("## pos · tiny (k* = 10)")
 
 
@@ -134,7 +134,7 @@ def test_missing_headline_value_shows_a_dash():
     records = make_records(*probe_grid({"a": 0.9, "b": 0.5}),
                            {"method": "a", "metric": "probe_auc", "value": 0.7})
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[3] == "| b | 2.000 | 6 | — | 0.500 |"
+    assert overall[3] == "| b | 0.000 | — | — | 2 | 0.000 | — | 0.500 |"
 
 
 def test_headline_k_is_the_largest_grid_k_not_above_the_target():
@@ -148,7 +148,7 @@ def test_headline_k_is_the_largest_grid_k_not_above_the_target():
     assert headline_ks(records, headline_k=4).to_dict() == {("pos", "narrow"): 3, ("pos", "wide"): 1}
     markdown, _ = build_board(records)
     assert "## pos · narrow (k* = 8)" in markdown
-    assert section(markdown, "## pos · narrow (k* = 8)")[0] == "| method | mean rank | cells | probe_acc@8 |"
+    assert section(markdown, "## pos · narrow (k* = 8)")[0] == "| method | score | 95% CI | tier | cells | probe_acc@8 |"
 
 
 def test_per_layer_table_shows_depth_curve_with_all_neuron_row():
@@ -181,7 +181,7 @@ def test_context_line_reports_chance_levels_at_headline_k():
 def test_pipes_in_names_do_not_break_tables():
     records = make_records(*probe_grid({"a|b": 0.9, "c": 0.5}, source="submission:x|y"))
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[2].startswith(r"| a\|b (submission x\|y) | 1.000 | 6 |")
+    assert overall[2].startswith(r"| a\|b (submission x\|y) | 1.000 | — | — | 2 |")
 
 
 def test_submissions_are_ranked_as_their_own_methods_and_marked():
@@ -191,7 +191,7 @@ def test_submissions_are_ranked_as_their_own_methods_and_marked():
                            *probe_grid({"random": 0.8}, source="submission:team"))
     overall = section(build_board(records)[0], "## Overall")
     assert table_methods(overall) == ["lca (submission)", "random (submission team)", "lca", "random (baseline)"]
-    assert [line.split(" | ")[1] for line in overall[2:]] == ["1.000", "2.000", "3.000", "4.000"]
+    assert [line.split(" | ")[1] for line in overall[2:]] == ["1.000", "0.667", "0.333", "0.000"]
 
 
 def test_repeated_records_and_mixed_versions_are_refused():
@@ -204,11 +204,11 @@ def test_repeated_records_and_mixed_versions_are_refused():
         aggregate(make_records(*rows).drop(columns="seed"))
 
 
-def test_cells_where_a_method_is_alone_do_not_count_towards_its_mean_rank():
+def test_cells_where_a_method_is_alone_do_not_count_towards_its_score():
     records = make_records(*probe_grid({"a": 0.9, "b": 0.5}, layers=(0,)),
                            *probe_grid({"b": 0.5}, layers=(1,)))
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[3] == "| b | 2.000 | 3 | 0.500 |"
+    assert overall[3] == "| b | 0.000 | — | — | 1 | 0.000 | 0.500 |"
 
 
 def test_whole_layer_k_is_not_ranked():
@@ -237,9 +237,9 @@ def test_new_ranked_metrics_and_seedless_stability_rows():
                                      "neuron_vote", "avg_rank_corr", "stab_seed"}
     assert (ranked.loc[ranked["method"] == "a", "rank"] == 1.0).all()
     overall = section(markdown, "## Overall")
-    assert overall[0] == ("| method | mean rank | cells | probe_auc_gaussian | min_subset_saving "
-                          "| neuron_vote@k* | stab_seed@k* |")
-    assert overall[2] == "| a | 1.000 | 6 | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"
+    assert overall[0] == ("| method | score | 95% CI | tier | cells | probe_auc_gaussian | min_subset_saving "
+                          "| neuron_vote@k* | stab_seed@k* |")  # none of them is a headline family
+    assert overall[2] == "| a | — | — | — | 0 | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"
 
 
 def test_bottom_k_baseline_is_shown_but_not_ranked_and_coverage_has_its_total():
@@ -251,6 +251,7 @@ def test_bottom_k_baseline_is_shown_but_not_ranked_and_coverage_has_its_total():
     markdown, table = build_board(records)
     assert table.loc[table["metric"] == "ablate_drop_bottom", "rank"].isna().all()
     overall = section(markdown, "## Overall")
-    assert overall[0] == "| method | mean rank | cells | probe_acc@k* | ablate_drop_bottom@k* |"
-    assert overall[2:] == ["| a | 1.000 | 1 | 0.900 | 0.001 |", "| b | 2.000 | 1 | 0.600 | 0.200 |"]
-    assert "(`cells` shows coverage, out of 1)" in markdown
+    assert overall[0] == "| method | score | 95% CI | tier | cells | probe | probe_acc@k* | ablate_drop_bottom@k* |"
+    assert overall[2:] == ["| a | 1.000 | — | — | 1 | 1.000 | 0.900 | 0.001 |",
+                           "| b | 0.000 | — | — | 1 | 0.000 | 0.600 | 0.200 |"]
+    assert "left out (0 of 1 here)" in markdown

@@ -1,0 +1,200 @@
+"""The board's headline: one summary per scorer family and cell, ranked by the share of other methods beaten.
+
+A cell is (task, concept, model, layer, site). In each cell every scorer family gives one value per method
+(FAMILIES: an area over ln k, or the mean of two), and methods are compared only there:
+
+- Identical rankings are one entry: methods whose family values agree on every seed and k of the cell share
+  one place, so a method's clone under another name changes no other method's score.
+- A method's cell score is the share of the cell's other entries it beats (a tie counts half):
+  (n - rank) / (n - 1), which does not depend on how many methods cover the cell.
+- A (cell, family) where no method beats `random` by more than twice the seed standard error of the
+  difference is flagged and left out: its order is noise.
+- The headline is the mean over families of the mean cell score over the cells a method has, so each family
+  weighs the same and agreement or stability never enter it.
+
+Uncertainty: a bootstrap over cells (the same draws for every method, so differences are paired) gives a 95%
+interval for each headline and a paired test for each pair of methods; `tier` is 1 + the number of methods
+significantly better. It measures how much the headline depends on which cells the board holds, not the
+test-word noise inside a cell (see README, "Reading the headline").
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+UNIT_KEYS = ["task", "concept", "model", "layer", "site"]
+METHOD_KEYS = ["source", "method"]
+# family -> its per-k metrics; a family's cell value is the area over ln k of each (as bench.scorers.log_area
+# computes it: probe_auc and selectivity_auc are the first two), averaged over its metrics.
+FAMILIES = {
+    "probe": ("probe_acc",),
+    "selectivity": ("selectivity",),
+    "ablation": ("ablate_drop_top", "ablate_keep_top"),
+    "causal": ("causal_drop",),
+}
+BASELINE = "random"
+NOISE_SE = 2.0  # a method beats random when its margin exceeds this many standard errors
+BOOTSTRAP = 1000
+MIN_UNITS = 5  # fewer cells give no interval and no tiers: a bootstrap over 1-4 cells says nothing
+LEVEL = 0.95
+DECIMALS = 9  # values equal up to summation order (areas are recomputed here) are equal
+
+
+def family_values(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, family, method, seed): the family's summary value."""
+    curve_keys = [*UNIT_KEYS, *METHOD_KEYS, "seed", "metric"]
+    parts = []
+    for family, metrics in FAMILIES.items():
+        rows = records[records["metric"].isin(metrics) & records["k"].notna()]
+        if len(rows):
+            areas = log_areas(rows, curve_keys)
+            summary = areas.groupby([*UNIT_KEYS, *METHOD_KEYS, "seed"], dropna=False)["value"].mean()
+            parts.append(summary.reset_index().assign(family=family))
+    if not parts:
+        return pd.DataFrame(columns=[*UNIT_KEYS, *METHOD_KEYS, "seed", "value", "family"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def log_areas(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """bench.scorers.log_area of each curve (the rows sharing `keys`, over k), vectorized: the trapezoids over
+    ln k divided by the curve's ln-k span; a one-point curve is its value, and a NaN point makes the area NaN."""
+    rows = rows.assign(x=np.log(rows["k"].astype(float))).sort_values([*keys, "x"])
+    grouped = rows.groupby(keys, dropna=False, sort=False)
+    previous_x, previous_value = grouped["x"].shift(), grouped["value"].shift()
+    trapezoid = ((rows["value"] + previous_value) / 2 * (rows["x"] - previous_x)).where(previous_x.notna(), 0.0)
+    rows = rows.assign(trapezoid=trapezoid, missing=rows["value"].isna())
+    curves = rows.groupby(keys, dropna=False, sort=False).agg(
+        area=("trapezoid", "sum"), low=("x", "min"), high=("x", "max"), last=("value", "last"),
+        missing=("missing", "any"))
+    span = curves["high"] - curves["low"]
+    value = np.where(span > 0, curves["area"] / span.where(span > 0, 1.0), curves["last"])
+    return curves.reset_index()[keys].assign(value=np.where(curves["missing"], np.nan, value))
+
+
+def cell_scores(values: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, family, method): mean and variance over seeds, its score (the share of the cell's other entries
+    beaten; clones are one entry) and whether the (cell, family) is flagged as noise (`noise_only`)."""
+    by_cell = [*UNIT_KEYS, "family"]
+    columns = [*by_cell, *METHOD_KEYS, "mean", "var", "n", "score", "entries", "flagged"]
+    values = values[np.isfinite(values["value"].astype(float))]
+    if values.empty:
+        return pd.DataFrame(columns=columns)
+    stats = values.groupby([*by_cell, *METHOD_KEYS], dropna=False)["value"].agg(
+        mean="mean", var=lambda v: v.var(ddof=1), n="count").reset_index()
+    # A method's fingerprint in a cell: its values of every family and seed there; equal ones are one entry.
+    wide = (values.assign(value=values["value"].round(DECIMALS))
+            .set_index([*UNIT_KEYS, *METHOD_KEYS, "family", "seed"])["value"].unstack(["family", "seed"]))
+    wide.columns = [f"{family}/{seed}" for family, seed in wide.columns]
+    entry = wide.reset_index().groupby([*UNIT_KEYS, *wide.columns], dropna=False, sort=False).ngroup()
+    stats = stats.merge(wide.index.to_frame(index=False).assign(entry=entry.to_numpy()),
+                        on=[*UNIT_KEYS, *METHOD_KEYS])
+    entries = stats.drop_duplicates([*by_cell, "entry"])
+    places = entries.assign(
+        rank=entries["mean"].round(DECIMALS).groupby([entries[k] for k in by_cell], dropna=False)
+        .rank(ascending=False, method="average"),
+        entries=entries.groupby(by_cell, dropna=False)["mean"].transform("size"))
+    stats = stats.merge(places[[*by_cell, "entry", "rank", "entries"]], on=[*by_cell, "entry"])
+    stats = stats[stats["entries"] >= 2]
+    stats = stats.assign(score=(stats["entries"] - stats["rank"]) / (stats["entries"] - 1))
+    flagged = noise_only(stats, by_cell)
+    stats = stats.merge(flagged.rename("flagged").reset_index(), on=by_cell, how="left")
+    return stats.assign(flagged=stats["flagged"].fillna(False).astype(bool))[columns]
+
+
+def noise_only(stats: pd.DataFrame, by_cell: list[str]) -> pd.Series:
+    """Per cell: True when `random` is there with two seeds or more and no method beats it by NOISE_SE standard
+    errors of the difference (seed variances). A cell with fewer seeds cannot be judged and is kept."""
+    baseline = stats[(stats["method"] == BASELINE) & (stats["n"] >= 2)][[*by_cell, "mean", "var", "n"]]
+    others = stats[(stats["method"] != BASELINE) & (stats["n"] >= 2)].merge(
+        baseline, on=by_cell, suffixes=("", "_random"))
+    se = np.sqrt(others["var"] / others["n"] + others["var_random"] / others["n_random"])
+    beats = (others["mean"] - others["mean_random"]) > NOISE_SE * se
+    return ~beats.groupby([others[k] for k in by_cell], dropna=False).any()
+
+
+def headline(records: pd.DataFrame, n_boot: int = BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+    """One row per (source, method), best first: `score` (the headline), `low`/`high` (its 95% interval), `tier`,
+    the per-family scores, `cells` (unflagged cells scored) and `aliases` (methods identical to it everywhere).
+    `attrs` holds the families, the (better, worse) pairs of significant differences and the cell counts."""
+    scores = cell_scores(family_values(records))
+    methods = records[METHOD_KEYS].drop_duplicates().sort_values(METHOD_KEYS, ignore_index=True)
+    kept = scores[~scores["flagged"].astype(bool)]
+    families = [f for f in FAMILIES if f in set(kept["family"])]
+    units = kept[UNIT_KEYS].drop_duplicates().reset_index(drop=True)
+    unit_index = pd.MultiIndex.from_frame(units)
+    method_index = pd.MultiIndex.from_frame(methods)
+    # (family, unit, method) matrix of scores, NaN where a method has no score
+    matrix = np.full((len(families), len(units), len(methods)), np.nan)
+    for f, family in enumerate(families):
+        part = kept[kept["family"] == family]
+        u = unit_index.get_indexer(pd.MultiIndex.from_frame(part[UNIT_KEYS]))
+        m = method_index.get_indexer(pd.MultiIndex.from_frame(part[METHOD_KEYS]))
+        matrix[f, u, m] = part["score"].to_numpy()
+    rng = np.random.default_rng(seed)
+    draws = (rng.multinomial(len(units), np.full(len(units), 1 / len(units)), size=n_boot) if len(units)
+             else np.zeros((n_boot, 0)))
+    weights = np.vstack([np.ones(len(units)), draws])
+    boot = bootstrap_headlines(matrix, weights)  # (1 + B, M): row 0 is the point estimate
+    point, draws = boot[0], boot[1:]
+    alpha = (1 - LEVEL) / 2
+    if len(units) >= MIN_UNITS:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a method without cells has an all-NaN column
+            low, high = np.nanquantile(draws, alpha, axis=0), np.nanquantile(draws, 1 - alpha, axis=0)
+            better = np.nanquantile(draws[:, :, None] - draws[:, None, :], alpha, axis=0) > 0  # [a, b]: a beats b
+        tier = np.where(np.isnan(point), np.nan, 1 + better.sum(axis=0))
+    else:
+        low = high = tier = np.full(len(methods), np.nan)
+        better = np.zeros((len(methods), len(methods)), dtype=bool)
+    family_scores = {family: nanmean_weighted(matrix[f], np.ones(len(units))) for f, family in enumerate(families)}
+    table = methods.assign(score=point, low=low, high=high, tier=tier,
+                           cells=(~np.isnan(matrix)).any(axis=0).sum(axis=0), **family_scores)
+    table["aliases"] = aliases(scores, methods)
+    significant = {(a, b) for i, a in enumerate(zip(methods["source"], methods["method"]))
+                   for j, b in enumerate(zip(methods["source"], methods["method"])) if better[i, j]}
+    table = table.sort_values(["score", "method", "source"], ascending=[False, True, True], na_position="last",
+                              ignore_index=True)
+    table.attrs.update(families=families, significant=significant, flagged=int(scores.drop_duplicates([*UNIT_KEYS, "family"])["flagged"].sum()),
+                       scored=int(len(scores.drop_duplicates([*UNIT_KEYS, "family"]))), units=len(units))
+    return table
+
+
+def nanmean_weighted(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(U, M) scores -> (M,) weighted mean over the units each method has; NaN if it has none."""
+    present = ~np.isnan(scores)
+    total = weights @ np.where(present, scores, 0.0)
+    count = weights @ present
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def bootstrap_headlines(matrix: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(F, U, M) scores and (B, U) unit weights -> (B, M): per draw, the mean over families of each family's
+    weighted mean over units."""
+    present = ~np.isnan(matrix)
+    totals = np.einsum("bu,fum->bfm", weights, np.where(present, matrix, 0.0))
+    counts = np.einsum("bu,fum->bfm", weights, present.astype(float))
+    if len(matrix) == 0:
+        return np.full((len(weights), matrix.shape[2]), np.nan)
+    per_family = np.where(counts > 0, totals / np.where(counts > 0, counts, 1), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a method without cells is NaN, not a warning
+        return np.nanmean(per_family, axis=1)
+
+
+def aliases(scores: pd.DataFrame, methods: pd.DataFrame) -> list[str]:
+    """For each method, the other methods whose scores equal its own in every (cell, family) either has."""
+    keyed = scores.assign(key=list(zip(*(scores[c].astype(str) for c in [*UNIT_KEYS, "family"]))))  # NaN != NaN
+    profiles = {identity: frozenset(zip(group["key"], group["mean"].round(DECIMALS)))
+                for identity, group in keyed.groupby(METHOD_KEYS)}
+    out = []
+    for identity in zip(methods["source"], methods["method"]):
+        mine = profiles.get(identity)
+        same = sorted(other[1] for other, profile in profiles.items()
+                      if other != identity and mine and profile == mine)
+        out.append(", ".join(same))
+    return out
