@@ -15,6 +15,7 @@ from leaderboard.html import render_html
 from leaderboard.check import GOLDEN_DIR, check
 from leaderboard.records import board_records, pack
 from leaderboard.submission import export, score, validate
+from leaderboard.validity import render_validity, validity
 
 
 def build(results: Path, headline_k: int, out: Path | None = None) -> Path:
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd.add_argument("--out", type=Path, help="where the board goes (default: beside the records)")
     build_cmd.add_argument("--headline-k", type=int, default=10)
     build_cmd.add_argument("--print", action="store_true", help="print the Markdown board")
+    validity_cmd = sub.add_parser("validity", help="how well each scorer follows planted ground truth -> validity.md")
+    validity_cmd.add_argument("--results", type=Path, default=Path("results"),
+                              help="a results folder or records.parquet of suite=validity")
+    validity_cmd.add_argument("--out", type=Path, help="where validity.md goes (default: beside the records)")
+    validity_cmd.add_argument("--k", type=int, default=10, help="the k of the per-k rows")
     pack_cmd = sub.add_parser("pack", help="a results folder's records (with agreement and costs) -> one Parquet file")
     pack_cmd.add_argument("out", type=Path, help="e.g. leaderboard/published/<board>/records.parquet")
     pack_cmd.add_argument("--results", type=Path, default=Path("results"))
@@ -96,6 +102,16 @@ def _build(args) -> int:
     return 0
 
 
+def _validity(args) -> int:
+    records, _ = board_records(args.results)
+    out = args.out or (args.results.parent if args.results.suffix == ".parquet" else args.results)
+    text = render_validity(validity(records, k=args.k), args.k)
+    atomic_write_bytes(Path(out) / "validity.md", text.encode())
+    print(text)
+    print(f"wrote {Path(out) / 'validity.md'}", file=sys.stderr)
+    return 0
+
+
 def _validate(args) -> int:
     problems = validate(args.folder)
     for problem in problems:
@@ -125,7 +141,7 @@ def _check(args) -> int:
     return 0 if passed else 1
 
 
-COMMANDS = {"build": _build, "pack": _pack, "validate": _validate, "score": _score, "export": _export, "check": _check}
+COMMANDS = {"build": _build, "pack": _pack, "validity": _validity, "validate": _validate, "score": _score, "export": _export, "check": _check}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""The scorers' own meta-evaluation (reference-causal-and-uncertainty.md#validity-report): on cells with a planted
+ground truth, how well each scorer orders the methods as the truth does, how often it separates them beyond
+noise, and whether it puts `random` last.
+
+Scorers are read as the headline reads them (leaderboard.headline: one value per family and cell, an area over
+ln k) and, for the per-k view, at one k. The truth is `planted_rprec`, the share of the planted set G found in
+the top |G|. Nothing here needs the rankings: it runs on records (a results folder or a packed file).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau
+
+from leaderboard.board import MISSING, format_number
+from leaderboard.headline import BASELINE, LEVEL, METHOD_KEYS, MIN_UNITS, NOISE_SE, UNIT_KEYS, family_values
+
+TRUTH = "planted_rprec"
+PER_K = ("probe_acc", "selectivity", "ablate_drop_top", "ablate_keep_top")
+BOOTSTRAP = 1000
+
+
+def scorer_values(records: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per (cell, scorer, method, seed) value: the headline families and the per-k metrics at k."""
+    families = family_values(records).rename(columns={"family": "scorer"})
+    at_k = records[records["metric"].isin(PER_K) & (records["k"] == k).fillna(False)]
+    at_k = at_k.assign(scorer=at_k["metric"] + f"@{k}")[[*UNIT_KEYS, *METHOD_KEYS, "seed", "scorer", "value"]]
+    return pd.concat([families, at_k], ignore_index=True)
+
+
+def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+    """One row per scorer: `gt_tau` (mean Kendall tau_b with the truth over planted cells and seeds, each seed a
+    new planted layer) and its bootstrap interval over them, `disc_power` (share of (cell, method pair) the scorer separates by NOISE_SE seed standard errors of
+    the paired difference), `random_last` (share of cells where `random` is last or within that noise of last),
+    the cells used, and `validated` (the tau interval above 0 and random last in at least 90% of cells)."""
+    columns = ["scorer", "gt_tau", "low", "high", "disc_power", "random_last", "cells", "validated"]
+    truth = records[records["metric"] == TRUTH][[*UNIT_KEYS, *METHOD_KEYS, "seed", "value"]].rename(
+        columns={"value": "truth"})
+    if truth.empty:
+        return pd.DataFrame(columns=columns)
+    values = scorer_values(records, k)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for scorer, part in values.groupby("scorer", sort=False):
+        joined = part.rename(columns={"value": "score"}).merge(truth, on=[*UNIT_KEYS, *METHOD_KEYS, "seed"])
+        taus = np.asarray([kendalltau(cell["score"], cell["truth"]).statistic  # a seed draws a new planted layer
+                           for _, cell in joined.groupby([*UNIT_KEYS, "seed"], dropna=False)
+                           if len(cell) >= 3 and cell["score"].nunique() > 1 and cell["truth"].nunique() > 1])
+        separated = pairs = 0
+        last = []
+        for _, cell in part.groupby(UNIT_KEYS, dropna=False):
+            per_seed = cell.pivot_table(index="seed", columns=METHOD_KEYS, values="value", aggfunc="mean")
+            hits, total = separations(per_seed)
+            separated, pairs = separated + hits, pairs + total
+            if ("builtin", BASELINE) in per_seed.columns:
+                last.append(random_is_last(per_seed))
+        low = high = np.nan
+        if len(taus) >= MIN_UNITS:
+            draws = rng.choice(taus, size=(n_boot, len(taus))).mean(axis=1)
+            low, high = np.quantile(draws, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2])
+        random_last = float(np.mean(last)) if last else np.nan
+        rows.append({"scorer": scorer, "gt_tau": taus.mean() if len(taus) else np.nan, "low": low, "high": high,
+                     "disc_power": separated / pairs if pairs else np.nan, "random_last": random_last,
+                     "cells": len(taus), "validated": bool(low > 0 and random_last >= 0.9)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def separations(per_seed: pd.DataFrame) -> tuple[int, int]:
+    """(pairs separated, pairs) over the methods of one cell: a pair is separated when its mean paired difference
+    over seeds exceeds NOISE_SE standard errors (needs two seeds or more; with one, none is counted)."""
+    values = per_seed.dropna(axis=1).to_numpy()
+    n_seeds, n_methods = values.shape
+    if n_seeds < 2 or n_methods < 2:
+        return 0, 0
+    diff = values[:, :, None] - values[:, None, :]
+    mean, se = diff.mean(axis=0), diff.std(axis=0, ddof=1) / np.sqrt(n_seeds)
+    upper = np.triu_indices(n_methods, 1)
+    return int((np.abs(mean[upper]) > NOISE_SE * se[upper]).sum()), len(upper[0])
+
+
+def random_is_last(per_seed: pd.DataFrame) -> bool:
+    """`random`'s mean is the lowest of the cell, or within NOISE_SE seed standard errors of the lowest other."""
+    baseline = per_seed[("builtin", BASELINE)]
+    others = per_seed.drop(columns=[("builtin", BASELINE)]).dropna(axis=1)
+    if others.empty:
+        return True
+    lowest = others.mean().idxmin()
+    diff = others[lowest] - baseline
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return bool(diff.mean() >= -NOISE_SE * se)
+
+
+def render_validity(table: pd.DataFrame, k: int) -> str:
+    """The report as Markdown."""
+    lines = ["# Scorer validity", "",
+             f"On planted cells (the truth is `{TRUTH}`): `gt_tau` is the mean Kendall tau_b between a scorer's order "
+             "of the methods and the truth's, over planted cells and seeds (each seed a new planted layer), with a 95% bootstrap interval; `disc_power` the "
+             f"share of method pairs it separates by {NOISE_SE:g} seed standard errors of the paired difference; "
+             "`random_last` the share of cells where `random` is last or within that noise of last. A scorer is "
+             "`validated` when its tau interval is above 0 and `random_last` >= 0.9. Families are the headline's "
+             f"(areas over ln k); `@{k}` rows are one k.", "",
+             "| scorer | gt_tau | 95% CI | disc_power | random_last | cells × seeds | validated |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for row in table.itertuples():
+        interval = format_number(row.low) + "–" + format_number(row.high) if pd.notna(row.low) else MISSING
+        lines.append(f"| {row.scorer} | {format_number(row.gt_tau)} | {interval} | {format_number(row.disc_power)} | "
+                     f"{format_number(row.random_last)} | {row.cells} | {'yes' if row.validated else 'no'} |")
+    return "\n".join(lines) + "\n"

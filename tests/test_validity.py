@@ -1,0 +1,48 @@
+"""The scorer validity report (leaderboard.validity) on hand-built planted records with known answers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from leaderboard.validity import render_validity, validity
+from test_board import make_records
+
+# truth order a > b > c > random; probe_acc follows it, ablate_drop_top reverses it (random stays last)
+TRUTH = {"a": 1.0, "b": 0.6, "c": 0.3, "random": 0.0}
+PROBE = {"a": 0.9, "b": 0.8, "c": 0.7, "random": 0.5}
+DROP = {"a": 0.1, "b": 0.2, "c": 0.3, "random": 0.0}
+
+
+def planted_records(tasks=("p1", "p2"), seeds=(0, 1, 2)) -> pd.DataFrame:
+    rows = []
+    for task in tasks:
+        for seed in seeds:
+            for method in TRUTH:
+                jitter = 0.001 * seed
+                rows.append({"task": task, "method": method, "seed": seed, "metric": "planted_rprec",
+                             "value": TRUTH[method]})
+                rows += [{"task": task, "method": method, "seed": seed, "metric": "probe_acc", "k": k,
+                          "value": PROBE[method] + jitter} for k in (1, 10)]
+                rows += [{"task": task, "method": method, "seed": seed, "metric": "ablate_drop_top", "k": k,
+                          "value": DROP[method] + jitter} for k in (1, 10)]
+    return make_records(*rows)
+
+
+def test_a_scorer_that_follows_the_truth_has_tau_one_and_a_reversed_one_is_not_validated():
+    table = validity(planted_records()).set_index("scorer")
+    assert table.loc["probe", "gt_tau"] == pytest.approx(1.0)
+    assert table.loc["probe", ["low", "high"]].tolist() == pytest.approx([1.0, 1.0])
+    assert table.loc["probe", "validated"] and table.loc["probe", "random_last"] == 1.0
+    assert table.loc["probe", "disc_power"] == 1.0  # every pair differs by more than the (zero) seed noise
+    assert table.loc["ablation", "gt_tau"] == pytest.approx(0.0)  # a, b, c reversed, random last: tau = 0
+    assert not table.loc["ablation", "validated"]
+    assert table.loc["probe_acc@10", "cells"] == 6  # 2 planted cells x 3 seeds
+    assert "| probe | 1.000 | 1.000–1.000 |" in render_validity(validity(planted_records()), 10)
+
+
+def test_few_cells_give_no_interval_and_no_truth_gives_an_empty_report():
+    table = validity(planted_records(tasks=("p1",), seeds=(0, 1))).set_index("scorer")
+    assert table["low"].isna().all() and not table["validated"].any()
+    no_truth = planted_records()
+    assert validity(no_truth[no_truth["metric"] != "planted_rprec"]).empty
