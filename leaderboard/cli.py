@@ -13,6 +13,7 @@ from bench.run import single_threaded_blas
 from leaderboard.board import cost_markdown, long_table, render_markdown, summarize
 from leaderboard.html import render_html
 from leaderboard.check import GOLDEN_DIR, check
+from leaderboard.compare import compare, render_compare
 from leaderboard.records import board_records, pack
 from leaderboard.submission import export, score, validate
 from leaderboard.validity import render_validity, validity
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                               help="a results folder or records.parquet of suite=validity")
     validity_cmd.add_argument("--out", type=Path, help="where validity.md goes (default: beside the records)")
     validity_cmd.add_argument("--k", type=int, default=10, help="the k of the per-k rows")
+    compare_cmd = sub.add_parser("compare", help="rank correlation of two boards' method orders (what transfers)")
+    compare_cmd.add_argument("a", type=Path, help="a results folder or records.parquet")
+    compare_cmd.add_argument("b", type=Path)
+    compare_cmd.add_argument("--out", type=Path, help="write the Markdown report here as well")
     pack_cmd = sub.add_parser("pack", help="a results folder's records (with agreement and costs) -> one Parquet file")
     pack_cmd.add_argument("out", type=Path, help="e.g. leaderboard/published/<board>/records.parquet")
     pack_cmd.add_argument("--results", type=Path, default=Path("results"))
@@ -112,6 +117,14 @@ def _validity(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    text = render_compare(compare(board_records(args.a)[0], board_records(args.b)[0]), str(args.a), str(args.b))
+    if args.out:
+        atomic_write_bytes(args.out, text.encode())
+    print(text)
+    return 0
+
+
 def _validate(args) -> int:
     problems = validate(args.folder)
     for problem in problems:
@@ -141,7 +154,7 @@ def _check(args) -> int:
     return 0 if passed else 1
 
 
-COMMANDS = {"build": _build, "pack": _pack, "validity": _validity, "validate": _validate, "score": _score, "export": _export, "check": _check}
+COMMANDS = {"build": _build, "pack": _pack, "validity": _validity, "compare": _compare, "validate": _validate, "score": _score, "export": _export, "check": _check}
 
 
 if __name__ == "__main__":
