@@ -15,15 +15,19 @@ from __future__ import annotations
 import json
 import multiprocessing
 import re
+from functools import partial
 
 import numpy as np
 import pytest
 
+from hydra.utils import instantiate
+
 from bench.errors import NeuronbenchError
-from bench.run import run_job
+from bench.run import method_configs, run_job
 from bench.scorers import k_grid, probe_acc
 from leaderboard.board import method_label
 from leaderboard.submission import META_FILE, compose_config, load_submission
+from conftest import CONF
 from test_scorers import D, perfect, planted_layer
 
 LIMIT_S = 5.0
@@ -103,6 +107,22 @@ CASES = [
 ]
 
 
+# Method.rank (bench/core/method.py) for every activation-only method: inputs no method can rank
+METHODS = {name: instantiate(params) for name, params in method_configs("all", CONF).items()
+           if "other_activations" not in instantiate(params).needs}
+RNG = np.random.default_rng(0)
+SMALL = RNG.normal(size=(30, 6)).astype(np.float32)
+RANK_INPUTS = [
+    ("0 words", np.zeros((0, 6), np.float32), np.zeros(0, np.int64), r"rank\(\) needs at least 2 words .*got 0"),
+    ("1 word", SMALL[:1], np.array([0]), r"rank\(\) needs at least 2 words .*got 1"),
+    ("object dtype", SMALL.astype(object), np.arange(30) % 2, r"activations: expected a numeric array, got dtype object"),
+    ("one class", SMALL, np.zeros(30, np.int64), r"the labels hold one class \(0\); a labelled method needs at least two"),
+]
+CASES += [(f"{name}.rank(): {label}", call(partial(method.rank, rng=0), X, y), NeuronbenchError, message)
+          for name, method in METHODS.items() for label, X, y, message in RANK_INPUTS
+          if method.uses_labels or label != "one class"]
+
+
 def outcome(function, expected: type[BaseException]) -> tuple[bool, str, str]:
     """(raised `expected`?, what it raised or "returned", message) of function() run in a forked child, which is
     killed after LIMIT_S seconds: nothing may hang."""
@@ -134,6 +154,12 @@ def test_bad_input_fails_fast_with_a_clear_error(tmp_path, make, expected, messa
     assert matched, f"expected {expected.__name__}, got {raised}: {text}"
     assert len(text) < 20_000, "the message must not print a whole value"
     assert re.search(message, text), text
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_all_constant_activations_rank_in_index_order(name):
+    """Every neuron dead: nothing to rank, so the contract's dead-last rule gives the index order."""
+    assert METHODS[name].rank(np.ones((30, 6), np.float32), np.arange(30) % 2, rng=0).tolist() == list(range(6))
 
 
 def test_probe_scorers_end_their_grid_at_all_neurons():

@@ -31,6 +31,8 @@ def order_by_scores(scores: np.ndarray) -> np.ndarray:
 def check_activations(X, where: str = "activations") -> np.ndarray:
     """Return X as a float32 2-D array, or raise on a wrong shape or NaN/inf values."""
     X = np.asarray(X)
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise NeuronbenchError(f"{where}: expected a numeric array, got dtype {X.dtype}")
     if X.ndim != 2:
         raise NeuronbenchError(f"{where}: expected a 2-D array (words x neurons), got shape {X.shape}")
     X = X.astype(np.float32, copy=False)
@@ -71,19 +73,28 @@ class Method:
     def rank(self, X, y=None, *, rng: np.random.Generator | int | None = None, **inputs) -> np.ndarray:
         """Permutation of range(D), most important neuron first; never mutates X or y."""
         X = check_activations(X)
+        name = type(self).__name__
+        if len(X) < 2:
+            raise NeuronbenchError(f"{name}: rank() needs at least 2 words (rows of X), got {len(X)}")
         if self.uses_labels:
             if y is None:
-                raise NeuronbenchError(f"{type(self).__name__} needs labels")
+                raise NeuronbenchError(f"{name} needs labels")
             y = check_labels(y, len(X))
+            if len(np.unique(y)) < 2:
+                raise NeuronbenchError(f"{name}: the labels hold one class ({int(y[0])}); a labelled method "
+                                       "needs at least two")
         missing = self.needs - inputs.keys()
         if missing:
-            raise NeuronbenchError(f"{type(self).__name__} needs {sorted(missing)} passed to rank()")
+            raise NeuronbenchError(f"{name} needs {sorted(missing)} passed to rank()")
         if self.normalize not in ("zscore", "raw"):
-            raise NeuronbenchError(f"{type(self).__name__}: normalize must be 'zscore' or 'raw', "
+            raise NeuronbenchError(f"{name}: normalize must be 'zscore' or 'raw', "
                                    f"got {self.normalize!r}")
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         mean, std = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
         live = np.flatnonzero(live_neurons(std))
+        if len(live) == 0:  # every neuron constant: nothing to rank, the dead keep their index order
+            self.scores_ = None
+            return np.arange(X.shape[1])
 
         def prepare(A: np.ndarray) -> np.ndarray:
             """Live neurons, standardized by the train statistics: a copy, methods may work in place."""
@@ -100,7 +111,7 @@ class Method:
         self.scores_ = None
         sub = np.asarray(self.order(Z, y, rng, **inputs), dtype=np.int64)
         if not np.array_equal(np.sort(sub), np.arange(len(live))):
-            raise RuntimeError(f"{type(self).__name__} returned an ordering that is not a permutation")
+            raise RuntimeError(f"{name} returned an ordering that is not a permutation")
         if self.scores_ is not None:  # order() by scores() left the live neurons' scores
             full = np.full(X.shape[1], np.nan)
             full[live] = self.scores_
