@@ -15,6 +15,10 @@ from typing import NamedTuple
 from bench.errors import NeuronbenchError
 
 N_COLUMNS = 10
+COLUMNS = ("ID", "FORM", "LEMMA", "UPOS", "XPOS", "FEATS", "HEAD", "DEPREL", "DEPS", "MISC")
+# Characters no CoNLL-U line holds: a lone \r means old-Mac line ends (the file would read as one line).
+FORBIDDEN = {"\r": "a carriage return (\\r) that ends no \\r\\n line: CoNLL-U lines end in \\n",
+             "\x00": "a NUL byte: CoNLL-U is text"}
 
 
 class Token(NamedTuple):
@@ -76,7 +80,11 @@ def read_conllu(path: str | Path) -> list[list[Token]]:
     path = Path(path)
     lines = _read_lines(path)
     with _gc_paused():
-        return _parse(path, lines)
+        sentences = _parse(path, lines)
+    if not sentences:
+        raise NeuronbenchError(f"{path}: no sentences: the file is empty or holds only comments and blank "
+                               "lines")
+    return sentences
 
 
 @contextmanager
@@ -121,7 +129,13 @@ def _read_lines(path: Path) -> list[str]:
         lineno = data.count(b"\n", 0, err.start) + 1
         raise NeuronbenchError(f"{path}:{lineno}: not valid UTF-8") from None
     # split("\n") rather than splitlines(): FORM and MISC may hold characters splitlines breaks on.
-    lines = text.replace("\r\n", "\n").split("\n")
+    text = text.replace("\r\n", "\n")
+    for char, what in FORBIDDEN.items():
+        at = text.find(char)
+        if at >= 0:
+            lineno = text.count("\n", 0, at) + 1
+            raise NeuronbenchError(f"{path}:{lineno}: {what}")
+    lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line does not start another one
     return lines
@@ -133,15 +147,18 @@ def _read_line(path: Path, lineno: int, line: str, sentence: _Sentence,
     if len(columns) != N_COLUMNS:
         raise NeuronbenchError(f"{path}:{lineno}: expected {N_COLUMNS} tab-separated columns, "
                                f"found {len(columns)}")
+    if "" in columns:
+        raise NeuronbenchError(f"{path}:{lineno}: column {COLUMNS[columns.index('')]} is empty (CoNLL-U "
+                               "writes '_' for no value)")
     word_id, form, lemma, upos, xpos, feats, head, deprel = columns[:8]
     expected = len(sentence.tokens) + 1
-    if word_id.isdecimal():
+    if _is_number(word_id):
         if int(word_id) != expected:
             raise NeuronbenchError(f"{path}:{lineno}: word ID {word_id} out of sequence: expected "
                                    f"{expected} (IDs run 1, 2, 3, ... within a sentence)")
         if head == "_":
             head_id = None
-        elif head.isdecimal():
+        elif _is_number(head):
             head_id = int(head)
             sentence.head_lines.append((lineno, head_id))
         else:
@@ -158,9 +175,14 @@ def _read_line(path: Path, lineno: int, line: str, sentence: _Sentence,
                                "like 2-3 or an empty node like 8.1")
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdecimal() also takes e.g. Arabic-Indic digits, which CoNLL-U IDs never are."""
+    return text.isascii() and text.isdecimal()
+
+
 def _check_range(path: Path, lineno: int, word_id: str, expected: int, sentence: _Sentence) -> None:
     start, _, end = word_id.partition("-")
-    if not (start.isdecimal() and end.isdecimal()):
+    if not (_is_number(start) and _is_number(end)):
         raise NeuronbenchError(f"{path}:{lineno}: multiword token range {word_id!r} is not two "
                                "word IDs like 2-3")
     if int(start) >= int(end):
@@ -175,7 +197,7 @@ def _check_range(path: Path, lineno: int, word_id: str, expected: int, sentence:
 
 def _check_empty_node(path: Path, lineno: int, word_id: str, expected: int) -> None:
     major, _, minor = word_id.partition(".")
-    if not (major.isdecimal() and minor.isdecimal()) or int(major) != expected - 1:
+    if not (_is_number(major) and _is_number(minor)) or int(major) != expected - 1:
         raise NeuronbenchError(f"{path}:{lineno}: empty node ID {word_id!r} must be "
                                f"{expected - 1}.N, after word {expected - 1}")
 

@@ -52,12 +52,23 @@ def submission(text: str):
     return make
 
 
-def runner(*overrides: str, task: str = "planted_single", model: str = "planted"):
+def runner(*overrides: str, task: str | None = "planted_single", model: str = "planted"):
     """A one-method runner job with these command-line overrides (planted: no model to load)."""
     def make(tmp_path):
-        cfg = compose_config([f"task={task}", f"model={model}", "method=probeless", "scorers=[probe_acc]",
+        chosen = [] if task is None else [f"task={task}"]
+        cfg = compose_config([*chosen, f"model={model}", "method=probeless", "scorers=[probe_acc]",
                               f"results_dir={tmp_path}", f"cache_dir={tmp_path / 'cache'}", *overrides])
         return lambda: run_job(cfg, "probeless")
+    return make
+
+
+def treebank(text: str):
+    """A conllu-task job whose three split files all hold `text` (the reader fails before any model loads)."""
+    def make(tmp_path):
+        path = tmp_path / "split.conllu"
+        path.write_bytes(text.encode("utf-8"))
+        files = [f"task.files.{split}={path}" for split in ("train", "dev", "test")]
+        return runner("task=conllu", *files, model="tiny_random", task=None)(tmp_path)
     return make
 
 
@@ -104,6 +115,20 @@ CASES = [
      NeuronbenchError, r"task\.max_words\.dev=-5: expected a positive number of words"),
     ("task.max_words=0", runner("task.max_words=0", task="templated_number", model="tiny_random"),
      NeuronbenchError, r"task\.max_words=0: expected a cap per split"),
+    # tasks/conllu.py: split files without sentences, or with bytes no CoNLL-U line holds
+    ("conllu: empty split file", treebank(""), NeuronbenchError, r"split\.conllu: no sentences: the file is empty"),
+    ("conllu: only comments", treebank("# a\n# b\n"), NeuronbenchError, r"split\.conllu: no sentences"),
+    ("conllu: only blank lines", treebank("\n\n\n"), NeuronbenchError, r"split\.conllu: no sentences"),
+    ("conllu: old-Mac line ends", treebank("# a\r1\tw\tw\tX\t_\t_\t0\troot\t_\t_\r"), NeuronbenchError,
+     r"split\.conllu:1: a carriage return \(\\r\) that ends no \\r\\n line"),
+    ("conllu: NUL byte in a word", treebank("1\tw\x00\tw\tX\t_\t_\t0\troot\t_\t_\n"), NeuronbenchError,
+     r"split\.conllu:1: a NUL byte"),
+    ("conllu: empty FORM", treebank("1\t\tw\tX\t_\t_\t0\troot\t_\t_\n"), NeuronbenchError,
+     r"split\.conllu:1: column FORM is empty"),
+    ("conllu: empty UPOS", treebank("1\tw\tw\t\t_\t_\t0\troot\t_\t_\n"), NeuronbenchError,
+     r"split\.conllu:1: column UPOS is empty"),
+    ("conllu: ID in Devanagari digits", treebank("\u0967\tw\tw\tX\t_\t_\t0\troot\t_\t_\n"),
+     NeuronbenchError, r"split\.conllu:1: ID '\u0967' is not an integer"),
 ]
 
 

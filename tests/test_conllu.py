@@ -161,6 +161,13 @@ MALFORMED = {
                              "range ends at word 3, but the sentence has 1 words"),
     "empty node not a decimal": ([word_line(), empty_node("1.x")], 2,
                                  "empty node ID '1.x' must be 1.N"),
+    "NUL byte in a word": ([word_line(), word_line("2", form="a\x00b")], 2, "a NUL byte: CoNLL-U is text"),
+    "empty FORM": ([word_line(form="")], 1, "column FORM is empty (CoNLL-U writes '_' for no value)"),
+    "empty UPOS": (["1\tw\tw\t\tXX\t_\t0\tdep\t_\t_"], 1, "column UPOS is empty"),
+    "ID in Arabic-Indic digits": ([word_line("\u0661")], 1, "ID '\u0661' is not an integer"),
+    "HEAD in fullwidth digits": ([word_line(head="\uff10")], 1, "HEAD '\uff10' is neither a word ID"),
+    "old-Mac line ends": (["# c", word_line() + "\r" + word_line("2")], 2,
+                          "a carriage return (\\r) that ends no \\r\\n line"),
     "empty node out of place": ([word_line("1"), word_line("2"), empty_node("1.1")], 3,
                                 "empty node ID '1.1' must be 2.N, after word 2"),
 }
@@ -171,6 +178,15 @@ def test_malformed_input_names_file_and_line(tmp_path, lines, lineno, message):
     path = write(tmp_path, lines)
     expected = re.escape(f"{path}:{lineno}: ") + ".*" + re.escape(message)
     with pytest.raises(NeuronbenchError, match=expected):
+        read_conllu(path)
+
+
+@pytest.mark.parametrize("text", ["", "# only\n# comments\n", "\n\n\n", "\ufeff"],
+                         ids=["empty", "only comments", "only blank lines", "only a BOM"])
+def test_a_file_without_sentences_is_an_error(tmp_path, text):
+    path = tmp_path / "empty.conllu"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(NeuronbenchError, match=re.escape(f"{path}: no sentences: the file is empty or holds only")):
         read_conllu(path)
 
 
