@@ -8,7 +8,9 @@ yields every layer of every site; each (split, site, layer) is streamed into a f
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench.cache import ActivationCache, atomic_save_npy
+from bench.cache import ActivationCache, atomic_save_npy, reserved_memmap
 from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.models import LoadedModel
@@ -92,7 +94,8 @@ def extract(loaded: LoadedModel, task: Task, cache: ActivationCache, *, sites: l
             pooling: str = "last", batch_size: int = 32, quiet: bool = False) -> Path:
     """Fill the cache entry of (model, task corpus, pooling) for `sites`; return the entry path.
 
-    A complete entry is reused without loading a batch; only missing sites are extracted.
+    A complete entry is reused without loading a batch; only missing sites, and sites with a damaged
+    file (checked from headers and sizes), are extracted. A full disk is one NeuronbenchError.
     """
     if pooling not in POOLINGS:
         raise NeuronbenchError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
@@ -100,26 +103,48 @@ def extract(loaded: LoadedModel, task: Task, cache: ActivationCache, *, sites: l
         raise NeuronbenchError(f"model {loaded.name!r} is a decoder: pooling must be 'last' "
                                "(reference.md#data-pooling)")
     entry = cache.entry(loaded.name, loaded.revision, task.corpus_id, pooling)
-    if all(cache.is_complete(entry, s) for s in sites):
+    layers = {site: loaded.layers(site) for site in sites}
+    rows = {split: sum(map(len, task.sentences[split])) for split in SPLITS}
+
+    def faults(site):
+        return cache.site_faults(entry, site, layers[site], rows, loaded.width(site))
+
+    if all(cache.is_complete(entry, s) and not faults(s) for s in sites):
         log.info("activation cache hit: %s", entry)
         return entry
     with cache.filling(entry):
-        todo = [s for s in sites if not cache.is_complete(entry, s)]  # another job may have filled them
+        complete = [s for s in sites if cache.is_complete(entry, s)]  # another job may have filled them
+        corrupt = {site: found for site in complete if (found := faults(site))}
+        for site, found in corrupt.items():
+            for path, fault in found:
+                log.warning("activation cache file %s: %s; extracting site %r again", path, fault, site)
+        todo = [s for s in sites if s not in complete or s in corrupt]
         if not todo:
             log.info("activation cache filled by another job: %s", entry)
             return entry
-        layers = {site: loaded.layers(site) for site in todo}
+        cache.drop(entry, todo)  # corrupt files, a killed fill's leftovers: they would only take room
+        needed = sum(rows.values()) * sum(len(layers[s]) * loaded.width(s) for s in todo) * 2
+        free = shutil.disk_usage(entry.parent).free
         started = time.perf_counter()
         n_words = 0
-        for split in SPLITS:
-            n_words += _extract_split(loaded, task.sentences[split], entry, split, layers, pooling,
-                                      batch_size, quiet, cache)
-        elapsed = time.perf_counter() - started
-        for site in todo:
-            cache.mark_complete(entry, site, {"model": loaded.name, "revision": loaded.revision,
-                                              "task": task.name, "corpus_id": task.corpus_id,
-                                              "pooling": pooling, "site": site, "layers": layers[site],
-                                              "words": n_words, "seconds": round(elapsed, 2)})
+        try:
+            for split in SPLITS:
+                n_words += _extract_split(loaded, task.sentences[split], entry, split,
+                                          {s: layers[s] for s in todo}, pooling, batch_size, quiet, cache)
+            elapsed = time.perf_counter() - started
+            for site in todo:
+                cache.mark_complete(entry, site, {"model": loaded.name, "revision": loaded.revision,
+                                                  "task": task.name, "corpus_id": task.corpus_id,
+                                                  "pooling": pooling, "site": site, "layers": layers[site],
+                                                  "words": n_words, "seconds": round(elapsed, 2)})
+        except BaseException as error:
+            cache.drop(entry, todo)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NeuronbenchError(
+                    f"no room for activations in the cache folder {cache.root}: extracting "
+                    f"{', '.join(todo)} of {loaded.name} needs {needed:,} bytes, {free:,} are free; free "
+                    "space there or point cache_dir= (or NEURONBENCH_CACHE) at a disk with room") from error
+            raise
     log.info("extracted %d words x %d sites in %.1fs (%.0f words/s)", n_words, len(todo), elapsed,
              n_words / max(elapsed, 1e-9))
     return entry
@@ -143,8 +168,7 @@ def _extract_split(loaded, sentences, entry, split, layers, pooling, batch_size,
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.partial")
             paths[(site, layer)] = (tmp, path)
-            outputs[(site, layer)] = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.float16, shape=(n_words, loaded.width(site)))
+            outputs[(site, layer)] = reserved_memmap(tmp, (n_words, loaded.width(site)))
     order = np.argsort(lengths, kind="stable")
     order = order[fits[order]]
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
