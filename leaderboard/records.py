@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,9 @@ from bench.agreement import agreement, seed_stability
 from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.run import job_folder, ranking_file
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 CELL = ["source", "task", "task_version", "concept", "model", "model_revision", "pooling", "seed",
@@ -68,6 +72,21 @@ def unpack(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     if "records" not in parts:
         raise NeuronbenchError(f"{path}: no records (its `table` column has {sorted(parts)})")
     return parts["records"], parts.get("costs")
+
+
+def records_dataset(path: Path) -> datasets.Dataset:
+    """A records.parquet written by `pack` as a `datasets.Dataset` (the rows and columns pandas reads, `table`
+    telling records from costs), for users who filter, map or push boards with `datasets`; held in memory, so
+    nothing is written to the `datasets` cache. Imported here, not above, so boards never need `datasets`."""
+    import datasets
+    import pyarrow.parquet as pq
+    from datasets.table import InMemoryTable
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as err:
+        raise NeuronbenchError(f"{path}: not a packed records file ({err})") from err
+    return datasets.Dataset(InMemoryTable(table))
 
 
 def ranking_path(results: Path, job) -> Path:
