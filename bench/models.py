@@ -69,12 +69,7 @@ class LoadedModel:
         return self.model.config.model_type in SEQUENCE_FIRST
 
     def layers(self, site: str) -> list[int]:
-        """Layer indices of a site: hidden 0 (embeddings) .. L; mlp 1 .. L (block l's FFN)."""
-        if site == "hidden":
-            return list(range(self.n_layers + 1))
-        if site == "mlp":
-            return list(range(1, self.n_layers + 1))
-        raise NeuronbenchError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
+        return site_layers(site, self.n_layers)
 
     def width(self, site: str) -> int:
         """Neurons per layer at a site."""
@@ -94,6 +89,15 @@ class LoadedModel:
 # Which layers of another model a ranked layer is compared with: the one at the same relative depth
 # (the reference's one N x D matrix per model), or all of them side by side.
 OTHER_LAYERS = ("relative", "all")
+
+
+def site_layers(site: str, n_layers: int) -> list[int]:
+    """Layer indices of a site: hidden 0 (embeddings) .. L; mlp 1 .. L (block l's FFN)."""
+    if site == "hidden":
+        return list(range(n_layers + 1))
+    if site == "mlp":
+        return list(range(1, n_layers + 1))
+    raise NeuronbenchError(f"unknown site {site!r}; valid sites: {', '.join(SITES)}")
 
 
 def matched_layers(layer: int, n_layers: int, other_layers: list[int], n_other_layers: int,

@@ -31,11 +31,11 @@ from bench.core.method import Method
 from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, check_concept, control_labels, select_examples
-from bench.extract import extract
+from bench.extract import POOLINGS, extract
 from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
-from bench.models import SITES, LoadedModel, load_model, matched_layers
+from bench.models import SITES, LoadedModel, load_model, matched_layers, site_layers
 from bench.scorers import Score, checked_ks, get_scorer, is_count, k_grid, needs_model
 from bench.seeds import cell_rng
 
@@ -120,28 +120,46 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
         return {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
                               dtype=np.float32) for s in SPLITS}
 
-    layers = selected_layers(loaded, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
+    layers = selected_layers(loaded.name, loaded.n_layers, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
     return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
                       load=load, model=loaded,
                       family=partial(select, concept=None) if task_cfg.get("concept") else None)
 
 
-def selected_layers(loaded: LoadedModel, sites: list[str], layers, depths) -> list[tuple[str, int]]:
+def selected_layers(model: str, n_layers: int, sites: list[str], layers, depths) -> list[tuple[str, int]]:
     """The (site, layer) cells a job reads: every layer, the `layers` listed, or at each fractional depth f of
     `depths` the layer round(f x L) at the sites that have it (mlp has no layer 0), so models of different
-    depth are compared at the same relative depths."""
+    depth are compared at the same relative depths. Needs only the model config's n_layers, so check_config
+    runs it before any model is loaded."""
     if layers is not None and depths is not None:
         raise NeuronbenchError(f"give layers={list(layers)} or depths={list(depths)}, not both")
     if depths is not None:
-        if not depths or any(not 0 <= float(f) <= 1 for f in depths):
-            raise NeuronbenchError(f"depths must be fractions of the model's depth in [0, 1], got {list(depths)}")
-        layers = {int(np.floor(float(f) * loaded.n_layers + 0.5)) for f in depths}
+        if not _is_list(depths) or not depths or not all(_is_fraction(f) for f in depths):
+            raise NeuronbenchError(f"depths={_shown(depths)}: expected a non-empty list of fractions of the "
+                                   "model's depth in [0, 1], e.g. depths=[0,0.3333,0.6667,1]")
+        layers = {int(np.floor(float(f) * n_layers + 0.5)) for f in depths}
+    elif layers is not None and not (_is_list(layers) and layers and all(is_count(layer) for layer in layers)):
+        raise NeuronbenchError(f"layers={_shown(layers)}: expected a non-empty list of layer indices, e.g. "
+                               f"layers=[0,{n_layers}], or null for every layer")
     wanted = set(layers) if layers is not None else None
-    cells = [(site, layer) for site in sites for layer in loaded.layers(site) if wanted is None or layer in wanted]
+    cells = [(site, layer) for site in sites for layer in site_layers(site, n_layers)
+             if wanted is None or layer in wanted]
     if not cells:
-        raise NeuronbenchError(f"layers={sorted(wanted)} selects nothing: model {loaded.name!r} has layers "
-                               f"{loaded.layers(sites[0])} at site {sites[0]!r}")
+        raise NeuronbenchError(f"layers={sorted(wanted)} selects nothing: model {model!r} has layers "
+                               f"{site_layers(sites[0], n_layers)} at site {sites[0]!r}")
     return cells
+
+
+def _is_list(value) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _is_fraction(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _shown(value):
+    return list(value) if _is_list(value) else repr(value)
 
 
 def planted_source(planted: PlantedData, cfg: DictConfig) -> CellSource:
@@ -385,10 +403,15 @@ def check_config(cfg: DictConfig) -> None:
         raise NeuronbenchError(f"seed={cfg.seed!r}: expected a non-negative integer (it fixes the word sample, the "
                                "control labels and every method's generator)")
     sites = cfg.sites
-    listed = isinstance(sites, Sequence) and not isinstance(sites, str)
-    if not (listed and sites and all(site in SITES for site in sites) and len(set(sites)) == len(sites)):
-        raise NeuronbenchError(f"sites={list(sites) if listed else sites!r}: expected a non-empty list of distinct "
-                               f"sites from {', '.join(SITES)}, e.g. sites=[hidden,mlp]")
+    if not (_is_list(sites) and sites and all(site in SITES for site in sites) and len(set(sites)) == len(sites)):
+        raise NeuronbenchError(f"sites={_shown(sites)}: expected a non-empty list of distinct sites from "
+                               f"{', '.join(SITES)}, e.g. sites=[hidden,mlp]")
+    if cfg.model.get("n_layers") is not None:  # planted models have one layer of their own
+        selected_layers(cfg.model.name, int(cfg.model.n_layers), list(sites), cfg.get("layers"), cfg.get("depths"))
+    pooling = cfg.get("pooling") or cfg.model.pooling
+    if cfg.model.source != "planted" and pooling not in POOLINGS:
+        raise NeuronbenchError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}, or null for the "
+                               f"model's default ({cfg.model.pooling})")
     checked_ks(cfg.ks)  # k > D is dropped per layer by k_grid, which refuses ks with no k <= D
     caps = cfg.task.get("max_words")
     if caps is not None and not isinstance(caps, Mapping):

@@ -194,12 +194,16 @@ SCORERS: dict[str, Callable] = {"probe_acc": probe_acc, "selectivity": selectivi
                                 "planted": planted}
 
 
-def get_scorer(name: str) -> Callable:
-    """A scorer by config name; the model-level ones live in bench.causal_scores (which imports this
+def scorer_registry() -> dict[str, Callable]:
+    """Every scorer by config name; the model-level ones live in bench.causal_scores (which imports this
     module, hence the late import)."""
     from bench.causal_scores import SCORERS as MODEL_SCORERS
 
-    registry = {**SCORERS, **MODEL_SCORERS}
+    return {**SCORERS, **MODEL_SCORERS}
+
+
+def get_scorer(name: str) -> Callable:
+    registry = scorer_registry()
     if name not in registry:
         raise NeuronbenchError(f"unknown scorer {name!r}; valid: {', '.join(registry)}")
     return registry[name]

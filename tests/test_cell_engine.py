@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
 from bench.errors import NeuronbenchError
-from bench.models import LoadedModel
 from bench.run import method_configs, run_job, run_methods, selected_layers
 from conftest import CONF
 
@@ -65,11 +63,5 @@ def test_unknown_method_fails_before_any_work_naming_the_valid_ones(tmp_path):
                                                    (12, [4, 8, 12], [0, 4, 8, 12]),
                                                    (30, [10, 20, 30], [0, 10, 20, 30])])
 def test_depths_pick_the_same_relative_layers_in_every_model(n_layers, mlp, hidden):
-    model = SimpleNamespace(name="m", n_layers=n_layers)
-    model.layers = lambda site: LoadedModel.layers(model, site)
-    cells = selected_layers(model, ["hidden", "mlp"], None, [0, 0.3333, 0.6667, 1])
+    cells = selected_layers("m", n_layers, ["hidden", "mlp"], None, [0, 0.3333, 0.6667, 1])
     assert cells == [("hidden", layer) for layer in hidden] + [("mlp", layer) for layer in mlp]
-    with pytest.raises(NeuronbenchError, match="not both"):
-        selected_layers(model, ["hidden"], [1], [0.5])
-    with pytest.raises(NeuronbenchError, match=r"depths must be fractions .* got \[1.5\]"):
-        selected_layers(model, ["hidden"], None, [1.5])

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from bench.errors import NeuronbenchError
 from bench.run import run_job
+from bench.scorers import scorer_registry
 from conftest import CONF
 from leaderboard.cli import build
 from leaderboard.records import pack
@@ -80,6 +81,20 @@ def test_cli_rejects_unknown_config_name(tmp_path):
                            f"results_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "no_such_method" in proc.stderr and "method" in proc.stderr
+
+
+def test_help_lists_every_scorer_without_loading_torch():
+    """--help reads the scorer tables from source: every registered scorer is listed, and torch stays out."""
+    code = ("import runpy, sys; sys.argv = ['neuronbench', '--help']\n"
+            "try: runpy.run_module('bench.cli', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "print('torch loaded:', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = proc.stdout.split("== Scorers ==", 1)[1].split("== Config ==", 1)[0]
+    assert [line.split(":")[0] for line in listed.splitlines() if ": " in line] == list(scorer_registry())
+    assert "probe_acc_gaussian: Test accuracy of a probe retrained on the top-k neurons" in listed
+    assert proc.stdout.rstrip().endswith("torch loaded: False")
 
 
 def test_parallel_launcher_gives_the_basic_launchers_records(tmp_path):
