@@ -7,12 +7,16 @@ finished and a stopped sweep resumes by skipping it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import shutil
 import subprocess
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
@@ -384,6 +388,32 @@ class MethodJob:
         return json.dumps(OmegaConf.to_container(self.cfg.method, resolve=True), sort_keys=True)
 
 
+def check_results_folder(results_dir) -> None:
+    """Create results_dir and write a file there before any work, so an unwritable folder fails in a second."""
+    folder = Path(results_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise NeuronbenchError(f"results_dir={results_dir}: cannot write there ({err.strerror}); give a folder you "
+                               "can write, e.g. results_dir=results") from None
+
+
+@contextmanager
+def writing_results(folder: Path):
+    """An OSError while a job saves its results (a full disk, say) becomes one error naming the folder."""
+    try:
+        yield
+    except OSError as err:
+        existing = next(path for path in (folder, *folder.parents) if path.exists())
+        room = (f"; {shutil.disk_usage(existing).free:,} bytes free on its disk"
+                if err.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        raise NeuronbenchError(f"cannot write the results of {folder}: {err.strerror}{room}; finished jobs are "
+                               "kept, so free space (or choose another results_dir=) and rerun the same command"
+                               ) from None
+
+
 def run_job(cfg: DictConfig, method_name: str) -> Path:
     """Run (or skip, if its records exist and force is off) the one-method job of `cfg.method`."""
     return run_methods(cfg, {method_name: OmegaConf.to_container(cfg.method, resolve=True)})[method_name]
@@ -431,6 +461,7 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
     Returns {method: folder}; methods whose records exist (and force is off) are skipped.
     """
     check_config(cfg)
+    check_results_folder(cfg.results_dir)
     folders = {name: job_dir(cfg, name) for name in methods}
     jobs = [MethodJob(name, single, instantiate(params), folders[name])
             for name, params in methods.items()
@@ -486,10 +517,12 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
             inputs = {need: available[need] for need in job.method.needs if need in available}
             ranking, seconds, peak = timed_rank(job.method, X["train"][rows], examples.y["train"][rows],
                                                 cell_rng(cfg.seed, *key, "method"), inputs)
-            atomic_save_npy(ranking_file(job.out, site, layer), ranking.astype(np.int64))
-            for kind in DIAGNOSTICS:
-                if getattr(job.method, f"{kind}_", None) is not None:
-                    atomic_save_npy(diagnostics_file(job.out, kind, site, layer), getattr(job.method, f"{kind}_"))
+            with writing_results(job.out):
+                atomic_save_npy(ranking_file(job.out, site, layer), ranking.astype(np.int64))
+                for kind in DIAGNOSTICS:
+                    if getattr(job.method, f"{kind}_", None) is not None:
+                        atomic_save_npy(diagnostics_file(job.out, kind, site, layer),
+                                        getattr(job.method, f"{kind}_"))
             fingerprint = ranking.astype(np.int64).tobytes()
             if fingerprint not in scored:
                 scored[fingerprint] = (job.name, *score_cell(ranking, data, ks, cfg.scorers, cfg.seed, key))
@@ -516,9 +549,10 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
         log.info("cell %d/%d %s: %d methods, %d distinct rankings, %.1fs (about %.0fs left)", done + 1,
                  len(source.layers), cell, len(jobs), len(scored), t_cell, left)
     for job in jobs:
-        write_job(job, examples, task, {"extract_s": round(t_extract, 2),
-                                        **({"other_models": job.others.revisions} if job.others else {}),
-                                        "total_s": round(time.perf_counter() - started, 2)})
+        with writing_results(job.out):
+            write_job(job, examples, task, {"extract_s": round(t_extract, 2),
+                                            **({"other_models": job.others.revisions} if job.others else {}),
+                                            "total_s": round(time.perf_counter() - started, 2)})
     return folders
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,17 @@ single_threaded_blas()
 def german(tmp_path_factory) -> dict[str, str]:
     """Paths of the hand-written German treebank (tests/german_treebank.py) by split."""
     return write_german(tmp_path_factory.mktemp("german"))
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """A real 256 KiB tmpfs at tmp_path/disk, to meet a full disk for real (fill it, or remount it larger).
+    Mounting needs root, as on this machine and CI; elsewhere the test is skipped with the reason."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)

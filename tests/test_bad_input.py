@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 from functools import partial
 
@@ -70,6 +71,12 @@ def treebank(text: str):
         files = [f"task.files.{split}={path}" for split in ("train", "dev", "test")]
         return runner("task=conllu", *files, model="tiny_random", task=None)(tmp_path)
     return make
+
+
+def under_a_file(tmp_path):
+    """results_dir below a plain file: no folder can be made there."""
+    (tmp_path / "file").write_text("")
+    return runner(f"results_dir={tmp_path / 'file' / 'results'}")(tmp_path)
 
 
 def call(function, *args):
@@ -136,6 +143,8 @@ CASES = [
      NeuronbenchError, r"task\.max_words\.dev=-5: expected a positive number of words"),
     ("task.max_words=0", runner("task.max_words=0", task="templated_number", model="tiny_random"),
      NeuronbenchError, r"task\.max_words=0: expected a cap per split"),
+    ("results_dir below a file", under_a_file, NeuronbenchError,
+     r"results_dir=\S+/file/results: cannot write there \(Not a directory\); give a folder you can write"),
     # tasks/conllu.py: split files without sentences, or with bytes no CoNLL-U line holds
     ("conllu: empty split file", treebank(""), NeuronbenchError, r"split\.conllu: no sentences: the file is empty"),
     ("conllu: only comments", treebank("# a\n# b\n"), NeuronbenchError, r"split\.conllu: no sentences"),
@@ -206,6 +215,24 @@ def test_bad_input_fails_fast_with_a_clear_error(tmp_path, make, expected, messa
 def test_all_constant_activations_rank_in_index_order(name):
     """Every neuron dead: nothing to rank, so the contract's dead-last rule gives the index order."""
     assert METHODS[name].rank(np.ones((30, 6), np.float32), np.arange(30) % 2, rng=0).tolist() == list(range(6))
+
+
+def test_a_full_results_disk_is_one_clear_error_and_the_rerun_resumes(small_disk, tmp_path):
+    """A real tmpfs filled to the last block: the job's first ranking cannot be saved. The error names the
+    job's folder and the free bytes, no records file is left, and with room the same job runs."""
+    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError, match="No space left on device"):
+        while True:
+            os.write(filler, b"\0" * 4096)
+    os.close(filler)
+    job = runner(f"results_dir={small_disk / 'results'}")(tmp_path)
+    with pytest.raises(NeuronbenchError, match=r"cannot write the results of \S+/runs/planted_single/planted/"
+                       r"probeless/seed0: No space left on device; 0 bytes free on its disk; finished jobs are "
+                       r"kept, so free space \(or choose another results_dir=\) and rerun the same command"):
+        job()
+    assert not list(small_disk.rglob("records.jsonl"))
+    (small_disk / "filler").unlink()
+    assert (job() / "records.jsonl").exists()
 
 
 def test_probe_scorers_end_their_grid_at_all_neurons():

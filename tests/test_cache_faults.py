@@ -166,36 +166,28 @@ except NeuronbenchError as error:
 """
 
 
-def test_full_disk_is_one_clear_error_and_a_rerun_with_room_succeeds(loaded, tmp_path):
+def test_full_disk_is_one_clear_error_and_a_rerun_with_room_succeeds(loaded, small_disk, tmp_path):
     """A real 256 KiB tmpfs holds the sparse layer files of a 1000-word split but not their data. The
     extraction runs in a child process, so a SIGBUS (a memmap page of a sparse file finding the disk
     full) fails this test instead of killing pytest."""
     task = _task([["The", "cats", "sat", "quietly", "."], ["Dogs", "bark", "at", "night", "again"]] * 100)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {mounted.stderr.strip()}")
+    disk = small_disk
 
     def child():
         argument = json.dumps([TINY, task.sentences["train"], str(disk)])
         return subprocess.run([sys.executable, "-c", CHILD, argument], capture_output=True, text=True,
                               cwd=Path(__file__).parent, timeout=300)
 
-    try:
-        full = child()
-        assert full.returncode == 1, f"exit {full.returncode}: {full.stderr[-2000:]}"
-        assert re.fullmatch(rf"no room for activations in the cache folder {re.escape(str(disk))}: "
-                            r"extracting hidden, mlp of tiny needs 1,344,000 bytes, [\d,]+ are free; free "
-                            r"space there or point cache_dir= \(or NEURONBENCH_CACHE\) at a disk with room",
-                            full.stderr.strip().splitlines()[-1]), full.stderr[-2000:]
-        assert not list(disk.rglob("*.partial")) and not list(disk.rglob("*.json"))
-        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
-        rerun = child()
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
-        cache, fresh = ActivationCache(disk), ActivationCache(tmp_path / "clean")
-        _assert_same(_read(cache, extract(loaded, task, cache, sites=SITES, quiet=True), SITES),
-                     _read(fresh, extract(loaded, task, fresh, sites=SITES, quiet=True), SITES))
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
+    full = child()
+    assert full.returncode == 1, f"exit {full.returncode}: {full.stderr[-2000:]}"
+    assert re.fullmatch(rf"no room for activations in the cache folder {re.escape(str(disk))}: "
+                        r"extracting hidden, mlp of tiny needs 1,344,000 bytes, [\d,]+ are free; free "
+                        r"space there or point cache_dir= \(or NEURONBENCH_CACHE\) at a disk with room",
+                        full.stderr.strip().splitlines()[-1]), full.stderr[-2000:]
+    assert not list(disk.rglob("*.partial")) and not list(disk.rglob("*.json"))
+    subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+    rerun = child()
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    cache, fresh = ActivationCache(disk), ActivationCache(tmp_path / "clean")
+    _assert_same(_read(cache, extract(loaded, task, cache, sites=SITES, quiet=True), SITES),
+                 _read(fresh, extract(loaded, task, fresh, sites=SITES, quiet=True), SITES))
