@@ -7,6 +7,9 @@ that need the model itself are tested with a model in test_intervene.py.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -125,3 +128,45 @@ def test_labelled_methods_recover_planted_neurons(method):
     X, y = planted()
     top = method.rank(X, y, rng=np.random.default_rng(0))[:3]
     assert set(top.tolist()) == {1, 3, 5}
+
+
+NEW_METHOD = '''"""The largest one-vs-rest class-mean gap of each neuron: a method added the way leaderboard/README.md says."""
+
+import numpy as np
+
+from bench.core.method import Method
+from methods.probeless import class_means
+
+
+class MaxClassGap(Method):
+    def __init__(self, normalize: str = "zscore"):
+        self.normalize = normalize
+
+    def scores(self, Z, y, rng, **inputs) -> np.ndarray:
+        n_classes = int(y.max()) + 1
+        counts = np.bincount(y, minlength=n_classes)[:, None]
+        means = class_means(Z, y, n_classes)
+        rest = (Z.sum(axis=0) - counts * means) / np.maximum(len(y) - counts, 1)
+        return np.abs(means - rest).max(axis=0)
+'''
+
+
+def test_adding_a_method_needs_no_test_edit(tmp_path):
+    """A class and a YAML, nothing else: in a copy of the project with one more method, every test that
+    enumerates the methods (the contract, the bad-input matrix, planted recovery, the suites' job counts) passes."""
+    repo = CONF.parent
+    copy = tmp_path / "neuronbench"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "results", "published",
+                                                              "__pycache__", "*.egg-info"))
+    (copy / "methods" / "max_class_gap.py").write_text(NEW_METHOD)
+    (copy / "conf" / "method" / "max_class_gap.yaml").write_text(
+        "# The largest one-vs-rest class-mean gap (a test's new method).\n"
+        "_target_: methods.max_class_gap.MaxClassGap\nnormalize: zscore\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_methods_conformance.py", "tests/test_bad_input.py",
+                           "tests/test_planted_recovery.py", "tests/test_ud_tasks.py",
+                           "-k", "max_class_gap or suite_size or expectation_rows"],
+                          cwd=copy, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert "failed" not in summary and int(summary.split(" passed")[0].split()[-1]) >= 15, summary

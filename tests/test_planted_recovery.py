@@ -20,8 +20,9 @@ variance_confounded 5):
 The table: EXPECTED[method][case] holds one or more bounds, `at_least` (the method recovers the regime) or `at_most`
 (a designed failure, or a behaviour that keeps part of G by design), each with a one-line reason. Bounds sit at a
 margin from the value measured at this setting (1.0 -> >= 0.8; a failure at 0.0 -> <= 0.2), close enough that a real
-regression trips them. Every config in conf/method/ needs a full row: a new method fails until it gets one. A method
-that runs the model (`needs`, e.g. ablate_single, ig_head) cannot run on planted activations, which have no model: its
+regression trips them. A config without a row (a method just added) meets the one bound the reference sets for every
+method, recall@|G| >= 0.8 on single for a labelled method (§3.7); its other regimes are measured and shown in the
+skip reason until a row states them, so adding a method needs no edit here. A method that runs the model (`needs`, e.g. ablate_single, ig_head) cannot run on planted activations, which have no model: its
 row is `NotApplicable(reason)`, checked against the method's `needs`, and its tests skip with that reason. EXTRA
 holds the regimes the five cases do not cover: scale-dependent methods under `normalize: raw`, a low delta for
 `distributed`, `gaussian` with the published shrinkage or the default-sized greedy, and near-collinear copies.
@@ -341,11 +342,8 @@ def as_tuple(bounds) -> tuple[Bound, ...]:
     return bounds if isinstance(bounds, tuple) else (bounds,)
 
 
-def test_every_method_has_a_row():
-    """A new conf/method/*.yaml needs an EXPECTED row: measure it on the five cases, then bound it with reasons."""
-    missing = sorted(set(STEMS) - EXPECTED.keys())
-    assert not missing, (f"conf/method/ has methods without planted-recovery expectations: {missing}. Measure them "
-                         f"on the five planted cases and add rows to EXPECTED in tests/test_planted_recovery.py")
+def test_expectation_rows_are_well_formed():
+    """Each EXPECTED row names a method of conf/method/, covers the five cases, and gives every bound a reason."""
     stale = sorted(EXPECTED.keys() - set(STEMS))
     assert not stale, f"EXPECTED rows for methods no longer in conf/method/: {stale}"
     for stem, row in EXPECTED.items():
@@ -371,16 +369,23 @@ def test_single_rows_keep_the_reference_bound():
 def test_planted_recovery(stem, case):
     """The method's recovery of the case meets its EXPECTED bounds; `at_most` bounds are designed failures, whose
     reasons (in the table and in the module docstring) say why the method cannot recover that regime."""
-    if stem not in EXPECTED:
-        pytest.fail(f"conf/method/{stem}.yaml has no row in EXPECTED (tests/test_planted_recovery.py): measure "
-                    f"its recall@|G| and group recall on the five planted cases and add bounds with reasons")
+    method = make_method(stem, METHOD_PARAMS.get(stem, {}))
+    if stem not in EXPECTED:  # a new method: the reference's bound on single, the other regimes measured and shown
+        if method.needs:
+            pytest.skip(f"{stem} needs {sorted(method.needs)}, which planted activations do not have")
+        if case == "single" and method.uses_labels:
+            return check(f"{stem} on single (no EXPECTED row: the reference's bound)", method, dataset(case),
+                         (at_least(0.8, SINGLE),))
+        data = dataset(case)
+        measured = recovery(method.rank(data.X, data.y, rng=np.random.default_rng(0)), data.truth)
+        pytest.skip(f"{stem} has no EXPECTED row: measured {measured} on {case}; add bounds with reasons to "
+                    "EXPECTED to hold it to them")
     row = EXPECTED[stem]
     if isinstance(row, NotApplicable):
         needs = make_method(stem, {}).needs
         assert needs, f"{stem} is marked NotApplicable but needs no extra inputs: it can run on planted data"
         pytest.skip(f"{stem} needs {sorted(needs)}: {row.reason}")
-    check(f"{stem} on {case}", make_method(stem, METHOD_PARAMS.get(stem, {})), dataset(case),
-          as_tuple(row[case]))
+    check(f"{stem} on {case}", method, dataset(case), as_tuple(row[case]))
 
 
 @pytest.mark.parametrize("extra", EXTRA, ids=[e.id for e in EXTRA])
