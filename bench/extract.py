@@ -23,6 +23,7 @@ from bench.cache import ActivationCache, atomic_save_npy, reserved_memmap
 from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.models import LoadedModel
+from bench.progress import Progress
 
 log = logging.getLogger(__name__)
 POOLINGS = ("first", "last", "mean")
@@ -178,6 +179,7 @@ def _extract_split(loaded, sentences, entry, split, layers, pooling, batch_size,
     ffn_layers = layers.get("mlp", [])
     sink: dict[int, torch.Tensor] = {}
     with torch.inference_mode(), ffn_capture(loaded, ffn_layers, sink):
+        progress = Progress(f"extract {split} ({len(sentences)} sentences), batches", len(batches))
         for batch in tqdm(batches, desc=f"extract {split}", disable=not show, unit="batch"):
             width = int(lengths[batch].max())
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -200,6 +202,7 @@ def _extract_split(loaded, sentences, entry, split, layers, pooling, batch_size,
                 overflow += int((np.abs(pooled) > FLOAT16_MAX).sum())
                 outputs[(site, layer)][words] = np.clip(pooled, -FLOAT16_MAX, FLOAT16_MAX)
                 valid[words] = True
+            progress.advance()
     if overflow:
         log.warning("%s: %d activation values exceeded the float16 range and were clipped", split,
                     overflow)

@@ -40,6 +40,7 @@ from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
 from bench.models import SITES, LoadedModel, load_model, matched_layers, site_layers
+from bench.progress import duration, eta
 from bench.scorers import Score, checked_ks, get_scorer, is_count, k_grid, needs_model
 from bench.seeds import cell_rng
 
@@ -544,10 +545,9 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
             job.timings.append({"site": site, "layer": layer, "seconds": round(time.perf_counter() - t_method, 3),
                                 "scorers_s": scorer_s,
                                 **({"same_ranking_as": first} if first != job.name else {})})
-        t_cell = time.perf_counter() - t0
-        left = (time.perf_counter() - started - t_extract) / (done + 1) * (len(source.layers) - done - 1)
-        log.info("cell %d/%d %s: %d methods, %d distinct rankings, %.1fs (about %.0fs left)", done + 1,
-                 len(source.layers), cell, len(jobs), len(scored), t_cell, left)
+        log.info("cell %s: %d methods, %d distinct rankings in %s; cells %s", cell, len(jobs), len(scored),
+                 duration(time.perf_counter() - t0),
+                 eta(time.perf_counter() - started - t_extract, done + 1, len(source.layers)))
     for job in jobs:
         with writing_results(job.out):
             write_job(job, examples, task, {"extract_s": round(t_extract, 2),
