@@ -340,7 +340,7 @@ def test_init_only_stores_parameters():
 
 def test_single_class_labels_raise():
     X, _, _ = planted_data()
-    with pytest.raises(NeuronbenchError, match="two classes"):
+    with pytest.raises(NeuronbenchError, match="a labelled method needs at least two"):
         LinearProbeRanker().rank(X, np.zeros(len(X), dtype=np.int64))
 
 
