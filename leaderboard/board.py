@@ -148,6 +148,11 @@ class Summary:
         return method_ranking(self.records)
 
     @cached_property
+    def overall(self) -> pd.DataFrame:
+        """The headline values of the Overall table: only cells every method has (`shared_cells`)."""
+        return shared_cells(self.headline)
+
+    @cached_property
     def groups(self) -> tuple[Group, ...]:
         """The task x model sections, split once."""
         boards = dict(tuple(self.board.groupby(["task", "model"])))
@@ -163,6 +168,27 @@ def summarize(records: pd.DataFrame, headline_k: int = 10) -> Summary:
     ks = _headline_ks(records, headline_k)
     headline = _headline_records(records, ks)
     return Summary(records, rank_cells(_aggregate(records)), ks, headline, _headline_labels(headline), headline_k)
+
+
+def shared_cells(headline: pd.DataFrame) -> pd.DataFrame:
+    """`headline` records of the (task, concept, model, layer, site) cells that every method has values in, so an
+    Overall mean compares methods on the same cells: a method scored on two easy tasks cannot outshine one scored
+    on all. attrs: `cells` (shared) and `of` (all cells)."""
+    cell = ["task", "concept", "model", "layer", "site"]
+    keys = headline[cell].apply(lambda column: column.map(str)).agg("|".join, axis=1)  # NaN and None as text
+    per_method = keys.groupby([headline[key] for key in METHOD_KEYS]).agg(frozenset)
+    shared = frozenset.intersection(*per_method) if len(per_method) else frozenset()
+    kept = headline[keys.isin(shared)].copy()
+    kept.attrs.update(cells=len(shared), of=keys.nunique())
+    return kept
+
+
+def overall_sentence(overall: pd.DataFrame) -> str:
+    shared, total = overall.attrs["cells"], overall.attrs["of"]
+    if shared == total:
+        return f"The Overall values are means over the {total} cells (task, model, layer, site), which every method has."
+    return (f"The Overall values are means over the {shared} of {total} cells (task, model, layer, site) that every "
+            "method has, so that they compare methods on the same cells; the task sections show the rest.")
 
 
 def build_board(records: pd.DataFrame, headline_k: int = 10) -> tuple[str, pd.DataFrame]:
@@ -341,7 +367,8 @@ def render_markdown(summary: Summary) -> str:
         f"is the headline k, the largest k <= {summary.headline_k} in each task/model grid. Submitted methods are "
         "marked `(submission)`; `ablate_drop_bottom` (each method's bottom-k removed) is a baseline.",
         "## Overall",
-        _method_markdown(summary.ranking, summary.headline, summary.labels),
+        overall_sentence(summary.overall),
+        _method_markdown(summary.ranking, summary.overall, summary.labels),
     ]
     for group in summary.groups:
         k = group.k

@@ -15,7 +15,7 @@ import pandas as pd
 from leaderboard.board import (
     BASELINE_METHODS, BUILTIN_SOURCE, DEPTH_METRIC, FAMILY_COLUMNS, METHOD_KEYS, MISSING, Group, Summary, column_label,
     context_items, cost_summary, depth_stats, format_k, format_number, format_stats, headline_columns, headline_sentence,
-    headline_stats, method_label, seed_summary,
+    headline_stats, method_label, overall_sentence, seed_summary,
 )
 
 # Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
@@ -367,7 +367,8 @@ def _overall(summary: Summary, groups: list[Group]) -> str:
     """The headline over all cells with its interval and tier, the score per task x model, and the headline values."""
     per_group = {f"score · {g.task} · {g.model}": {member: row.score for row in g.ranking.itertuples()
                                                    for member in row.members} for g in groups}
-    return _ranking_table(summary.ranking, summary.headline, summary.labels, per_group)
+    return (f"<p class=note>{escape(overall_sentence(summary.overall))}</p>"
+            + _ranking_table(summary.ranking, summary.overall, summary.labels, per_group))
 
 
 def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str],

@@ -28,8 +28,8 @@ def probe_grid(scores: dict[str, float], layers=(0, 1), ks=(1, 5, 10), seeds=(0,
 
 def section(markdown: str, heading: str) -> list[str]:
     """Table lines of one section, so assertions do not match text elsewhere on the page."""
-    body = markdown.split(f"{heading}\n\n", 1)[1].split("\n\n", 1)[0]
-    return body.splitlines()
+    blocks = markdown.split(f"{heading}\n\n", 1)[1].split("\n\n")
+    return next(block for block in blocks if block.startswith("|")).splitlines()
 
 
 def table_methods(lines: list[str]) -> list[str]:
@@ -209,6 +209,19 @@ def test_cells_where_a_method_is_alone_do_not_count_towards_its_score():
                            *probe_grid({"b": 0.5}, layers=(1,)))
     overall = section(build_board(records)[0], "## Overall")
     assert overall[3] == "| b | 0.000 | — | — | 1 | 0.000 | 0.500 |"
+
+
+def test_overall_values_compare_methods_on_the_cells_they_share():
+    """A method scored on an easy extra layer is no better on the layer both have: Overall says so."""
+    records = make_records(*probe_grid({"full": 0.6, "partial": 0.6}, layers=(0,), ks=(5,)),
+                           *probe_grid({"partial": 0.95}, layers=(1,), ks=(5,)))
+    markdown = build_board(records)[0]
+    assert ("The Overall values are means over the 1 of 2 cells (task, model, layer, site) that every method has"
+            in markdown)
+    overall = section(markdown, "## Overall")
+    assert [line.split(" | ")[-1] for line in overall[2:]] == ["0.600 |", "0.600 |"]
+    layer_1 = section(markdown, "### `probe_acc@5` by layer, site `hidden`")
+    assert "0.950" in "".join(layer_1)  # the task section still shows it
 
 
 def test_whole_layer_k_is_not_ranked():
