@@ -35,7 +35,7 @@ from bench.core.method import Method
 from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, check_concept, control_labels, select_examples
-from bench.extract import POOLINGS, extract
+from bench.extract import POOLINGS, extract, word_validity
 from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
@@ -103,7 +103,8 @@ class Cell:
 
 
 def extracted_source(task, cfg: DictConfig) -> CellSource:
-    """Extract (or reuse) the task corpus's activations, then select this task form's examples."""
+    """Select this task form's examples (which words can have activations follows from tokenization), then
+    extract (or reuse) the activations of the sentences that hold them, at the cells the job reads only."""
     model_cfg, task_cfg = cfg.model, cfg.task
     if model_cfg.source == "planted":
         raise NeuronbenchError(f"model=planted only serves planted tasks; task {task_cfg.name!r} "
@@ -113,19 +114,18 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
     loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True), cfg.cache_dir)
     cache = ActivationCache(cfg.cache_dir)
     pooling = cfg.get("pooling") or model_cfg.pooling
-    entry = extract(loaded, task, cache, sites=list(cfg.sites), pooling=pooling,
-                    batch_size=cfg.batch_size, quiet=cfg.quiet)
+    layers = selected_layers(loaded.name, loaded.n_layers, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
     select = partial(
-        select_examples, task, {s: cache.load_valid(entry, s) for s in SPLITS}, seed=cfg.seed,
+        select_examples, task, word_validity(loaded, task, cache, pooling), seed=cfg.seed,
         n_min=task_cfg.n_min, rare=task_cfg.rare,
         max_words=OmegaConf.to_container(task_cfg.max_words) if task_cfg.get("max_words") else None)
     examples = select(concept=task_cfg.get("concept"))
+    entry = extract(loaded, task, cache, cells=layers, words=examples.index, pooling=pooling,
+                    batch_size=cfg.batch_size, quiet=cfg.quiet)
 
     def load(site: str, layer: int) -> dict[str, np.ndarray]:
-        return {s: np.asarray(cache.load_layer(entry, s, site, layer)[examples.index[s]],
-                              dtype=np.float32) for s in SPLITS}
+        return {s: cache.read_words(entry, s, site, layer, examples.index[s]) for s in SPLITS}
 
-    layers = selected_layers(loaded.name, loaded.n_layers, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
     return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
                       load=load, model=loaded,
                       family=partial(select, concept=None) if task_cfg.get("concept") else None)
@@ -192,9 +192,10 @@ class OtherModels:
 
 
 def other_models_source(task, cfg: DictConfig, method: Method, source: CellSource) -> OtherModels:
-    """Extract (or reuse) the task corpus in each model of `method.other_models` but the ranked one.
+    """Extract (or reuse) the job's train words in each model of `method.other_models` but the ranked one,
+    at the layers each of the job's layers is matched with.
 
-    The corpus is the same, so the examples' row indices select the same words in every cache entry.
+    The corpus is the same, so the examples' word indices select the same words in every cache entry.
     """
     ranked = source.model
     if ranked is None:
@@ -214,23 +215,30 @@ def other_models_source(task, cfg: DictConfig, method: Method, source: CellSourc
                                    f"{', '.join(sorted(p.stem for p in MODEL_CONFIGS.glob('*.yaml')))}")
         spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         loaded = load_model(name, spec, cfg.cache_dir)
-        entry = extract(loaded, task, cache, sites=list(cfg.sites),
-                        pooling=cfg.get("pooling") or spec["pooling"], batch_size=cfg.batch_size,
-                        quiet=cfg.quiet)
-        keep &= cache.load_valid(entry, "train")[index]
-        others.append((loaded, entry))
+        pooling = cfg.get("pooling") or spec["pooling"]
+        keep &= word_validity(loaded, task, cache, pooling)["train"][index]
+        others.append((loaded, pooling))
     if not keep.all():
         log.info("cross-model: %d of %d train words have no activations in some other model; rank() "
                  "reads the other %d", (~keep).sum(), len(keep), keep.sum())
+    words = index[keep]
+    matched = {}  # (other model, site, ranked layer) -> its layers
+    entries = []
+    for loaded, pooling in others:
+        for site, layer in source.layers:
+            matched[(loaded.name, site, layer)] = matched_layers(layer, ranked.n_layers, loaded.layers(site),
+                                                                 loaded.n_layers, method.other_layers)
+        cells = sorted({(site, other) for (name, site, _), layers in matched.items() if name == loaded.name
+                        for other in layers})
+        entries.append((loaded, extract(loaded, task, cache, cells=cells, words={"train": words},
+                                        pooling=pooling, batch_size=cfg.batch_size, quiet=cfg.quiet)))
 
     def activations(site: str, layer: int) -> list[np.ndarray]:
-        return [np.concatenate([cache.load_layer(entry, "train", site, matched)[index[keep]]
-                                for matched in matched_layers(layer, ranked.n_layers, loaded.layers(site),
-                                                              loaded.n_layers, method.other_layers)],
-                               axis=1, dtype=np.float32)
-                for loaded, entry in others]
+        return [np.concatenate([cache.read_words(entry, "train", site, other, words)
+                                for other in matched[(loaded.name, site, layer)]], axis=1, dtype=np.float32)
+                for loaded, entry in entries]
 
-    return OtherModels({loaded.name: loaded.revision for loaded, _ in others}, keep, activations)
+    return OtherModels({loaded.name: loaded.revision for loaded, _ in entries}, keep, activations)
 
 
 def timed_rank(method: Method, X, y, rng, inputs: dict) -> tuple[np.ndarray, float, int]:

@@ -1,9 +1,10 @@
 """Faults in the activation cache are named or repaired, never passed on quietly (issue 16 items 2, 4, 5).
 
-Each case breaks a real cache entry of the tiny random model. "healed": rerunning the extraction (of
-`hidden`, as a job would) warns, re-extracts and returns exactly a clean extraction's arrays; otherwise
-loading the broken entry directly, as a caller that skipped the extraction would, raises a
-NeuronbenchError matching the regex.
+Each case breaks a real cache entry of the tiny random model (cell files: rows of (word, float16 x width),
+sorted by word; bench.cache). "healed": rerunning the extraction (of `hidden`, as a job would) warns
+(naming the file, where it was damaged rather than absent), re-extracts and returns exactly a clean
+extraction's arrays; otherwise loading the broken entry directly, as a caller that skipped the extraction
+would, raises a NeuronbenchError matching the regex.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cache import ActivationCache
+from bench.cache import ActivationCache, cell_dtype
 from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.extract import extract
@@ -74,11 +75,11 @@ def empty(entry):
 
 
 def lying_header(entry, path=None):
-    """200 bytes whose header declares a 1 TiB float16 array."""
+    """200 bytes whose header declares 2**34 cell rows (over 1 TiB)."""
     path = path or _layer(entry, "test", 2)
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f2", "fortran_order": False,
-                                                  "shape": (2 ** 34, WIDTH)})
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(cell_dtype(WIDTH)),
+                                                  "fortran_order": False, "shape": (2 ** 34,)})
     path.write_bytes(header.getvalue().ljust(200, b"\0"))
     return path
 
@@ -88,14 +89,39 @@ def wrong_dtype(entry):
     return _layer(entry)
 
 
-def wrong_rows(entry):
-    np.save(_layer(entry, "dev", 0), np.ones((ROWS - 1, WIDTH), np.float16))
-    return _layer(entry, "dev", 0)
+def wrong_width(entry):
+    rows = np.load(_layer(entry, "dev"))
+    narrow = np.zeros(len(rows), cell_dtype(WIDTH - 1))
+    narrow["word"], narrow["x"] = rows["word"], rows["x"][:, 1:]
+    np.save(_layer(entry, "dev"), narrow)
+    return _layer(entry, "dev")
+
+
+def missing_row(entry):
+    """A cell without one of its words is no fault, only less stored: the next extraction grows it."""
+    rows = np.load(_layer(entry, "dev", 0))
+    np.save(_layer(entry, "dev", 0), np.delete(rows, 3))
+    return None
+
+
+def unsorted(entry, path=None):
+    path = path or _layer(entry, "test", 1)
+    rows = np.load(path)
+    np.save(path, rows[::-1])
+    return path
+
+
+def out_of_range(entry):
+    rows = np.load(_layer(entry, "train", 2))
+    rows["word"][-1] = ROWS  # one past the split's last word
+    np.save(_layer(entry, "train", 2), rows)
+    return _layer(entry, "train", 2)
 
 
 def missing(entry):
+    """A missing cell holds nothing: extracted again, with nothing to warn about."""
     _layer(entry, "test", 0).unlink()
-    return _layer(entry, "test", 0)
+    return None
 
 
 def valid_of_ints(entry):
@@ -104,12 +130,10 @@ def valid_of_ints(entry):
 
 
 def stale_partials(entry):
-    """What a job killed while filling both sites leaves: no markers, a .partial file per layer."""
-    for site in SITES:
-        (entry / f"{site}.json").unlink()
-        for split in SPLITS:
-            for path in (entry / split).glob(f"{site}_L*.npy"):
-                path.rename(path.with_name(f".{path.name}.partial"))
+    """What a job killed while filling leaves: each cell it was writing as a .partial file beside nothing."""
+    for split in SPLITS:
+        for path in (entry / split).glob("*_L*.npy"):
+            path.rename(path.with_name(f".{path.name}.partial"))
 
 
 CASES = [
@@ -117,19 +141,24 @@ CASES = [
     ("empty-layer", empty, "healed"),
     ("lying-header", lying_header, "healed"),
     ("wrong-dtype", wrong_dtype, "healed"),
-    ("wrong-row-count", wrong_rows, "healed"),
+    ("wrong-width", wrong_width, "healed"),
+    ("missing-row", missing_row, "healed"),
+    ("unsorted-word-index", unsorted, "healed"),
+    ("word-index-out-of-range", out_of_range, "healed"),
     ("missing-layer", missing, "healed"),
     ("valid-not-bool", valid_of_ints, "healed"),
     ("stale-partial-files", stale_partials, "healed"),
     ("load-truncated-layer", truncate,
-     r"^bad activation cache file \S+/train/hidden_L01\.npy: truncated: 604 bytes, its header declares "
-     r"shape \(9, 32\) float16 in 704; delete it and rerun to extract it again$"),
+     r"^bad activation cache file \S+/train/hidden_L01\.npy: truncated: 676 bytes, its header declares "
+     r"shape \(9,\) cell rows of float16 x 32 in 776; delete it and rerun to extract it again$"),
     ("load-empty-layer", empty, r"^bad activation cache file \S+/dev/hidden_L01\.npy: empty; delete it"),
     ("load-lying-header", lying_header,
      r"^bad activation cache file \S+/test/hidden_L02\.npy: truncated: 200 bytes, its header declares "
-     r"shape \(17179869184, 32\) float16 in 1,099,511,627,904; delete it"),
+     r"shape \(17179869184,\) cell rows of float16 x 32 in 1,236,950,581,376; delete it"),
+    ("load-unsorted", unsorted,
+     r"^bad activation cache file \S+/test/hidden_L01\.npy: its word index is not strictly increasing"),
     ("load-lying-valid", lambda entry: lying_header(entry, entry / "train" / "valid.npy"),
-     r"^bad activation cache file \S+/train/valid\.npy: dtype float16, expected bool; delete it"),
+     r"^bad activation cache file \S+/train/valid\.npy: dtype cell rows of float16 x 32, expected bool; delete it"),
 ]
 
 
@@ -181,10 +210,10 @@ def test_full_disk_is_one_clear_error_and_a_rerun_with_room_succeeds(loaded, sma
     full = child()
     assert full.returncode == 1, f"exit {full.returncode}: {full.stderr[-2000:]}"
     assert re.fullmatch(rf"no room for activations in the cache folder {re.escape(str(disk))}: "
-                        r"extracting hidden, mlp of tiny needs 1,344,000 bytes, [\d,]+ are free; free "
+                        r"extracting hidden, mlp of tiny \(train\) needs 488,000 bytes, [\d,]+ are free; free "
                         r"space there or point cache_dir= \(or NEURONBENCH_CACHE\) at a disk with room",
                         full.stderr.strip().splitlines()[-1]), full.stderr[-2000:]
-    assert not list(disk.rglob("*.partial")) and not list(disk.rglob("*.json"))
+    assert not list(disk.rglob("*.partial")) and not list(disk.rglob("*_L*.npy"))  # no cell, whole or half
     subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
     rerun = child()
     assert rerun.returncode == 0, rerun.stderr[-2000:]
