@@ -148,7 +148,7 @@ def word_validity(loaded: LoadedModel, task: Task, cache: ActivationCache, pooli
     """Per split, which words can have activations: a word with a subword piece, in a sentence of at most
     max_tokens tokens. It follows from tokenization alone, so it is computed (seconds on EWT) and cached in
     the entry's `<split>/valid.npy` before any forward pass; a damaged file is computed again."""
-    entry = cache.entry(loaded.name, loaded.revision, task.corpus_id, pooling)
+    entry = cache.entry(loaded.name, loaded.extraction_id, task.corpus_id, pooling)
     valid = {}
     for split in SPLITS:
         path = cache.valid_path(entry, split)
@@ -198,7 +198,7 @@ def extract(loaded: LoadedModel, task: Task, cache: ActivationCache, *, sites: l
             raise NeuronbenchError(f"model {loaded.name!r} has no layer {layer} at site {site!r}; its layers "
                                    f"there are {loaded.layers(site)}")
     cells = sorted(set(cells))
-    entry = cache.entry(loaded.name, loaded.revision, task.corpus_id, pooling)
+    entry = cache.entry(loaded.name, loaded.extraction_id, task.corpus_id, pooling)
     valid = word_validity(loaded, task, cache, pooling)
     need = {split: _needed_words(task.sentences[split], valid[split],
                                  None if words is None else words.get(split, ())) for split in SPLITS}
@@ -355,6 +355,7 @@ def _run_batches(loaded, ids, token_words, first, batches, writers, pooling, spl
                 if row < len(batch):
                     local = token_words[s]
                     word_of_token[row, :n] = np.where(local >= 0, local + first[s], -1)
+            input_ids, mask = input_ids.to(loaded.device), mask.to(loaded.device)
             if early:
                 try:
                     loaded.model(input_ids=input_ids, attention_mask=mask)
@@ -371,7 +372,8 @@ def _run_batches(loaded, ids, token_words, first, batches, writers, pooling, spl
             word_of_row = flat_words[rows]
             for cell, writer in writers.items():
                 states = states_of[cell]
-                states = states.reshape(-1, states.shape[-1])[torch.from_numpy(rows)].float().numpy()
+                states = states.reshape(-1, states.shape[-1])[torch.from_numpy(rows).to(states.device)]
+                states = states.float().cpu().numpy()
                 words, pooled = pool(states, word_of_row, pooling)
                 overflow += int((np.abs(pooled) > FLOAT16_MAX).sum())
                 writer.put(words, np.clip(pooled, -FLOAT16_MAX, FLOAT16_MAX))

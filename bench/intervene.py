@@ -554,7 +554,7 @@ def model_context(task, examples, loaded: LoadedModel, *, pooling: str, site: st
     words = {s: word_refs(task.sentences[s], examples.index[s]) for s in splits}
     y = {s: np.asarray(examples.y[s], dtype=np.int64) for s in splits}
     digest = hashlib.sha256()
-    for part in (loaded.name, loaded.revision, pooling, str(examples.n_classes), task.corpus_id):
+    for part in (loaded.name, loaded.extraction_id, pooling, str(examples.n_classes), task.corpus_id):
         digest.update(part.encode() + b"\0")
     for s in splits:
         digest.update(s.encode())

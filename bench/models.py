@@ -52,6 +52,13 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     decoder: bool
+    device: str = "cpu"
+
+    @property
+    def extraction_id(self) -> str:
+        """The revision as run: a GPU's kernels round differently from the CPU's, so activations it computes
+        are cached apart and their records say so ("<revision>+cuda"); on the CPU it is the revision itself."""
+        return self.revision if self.device == "cpu" else f"{self.revision}+{torch.device(self.device).type}"
 
     @property
     def n_layers(self) -> int:
@@ -116,6 +123,27 @@ def matched_layers(layer: int, n_layers: int, other_layers: list[int], n_other_l
     return [min(max(matched, min(other_layers)), max(other_layers))]
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
+
+
+def resolve_device(device: str) -> str:
+    """`device=auto|cpu|cuda|cuda:N` as the torch device the models run on: auto is the first GPU when torch
+    sees one, else the CPU; a GPU that is asked for and absent is an error, never a silent CPU run."""
+    name = str(device).strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        index = int(name[5:]) if ":" in name else 0
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= visible:
+            raise NeuronbenchError(f"device={device}: torch sees {visible} CUDA GPU(s) (torch "
+                                   f"{torch.__version__}); use device=auto or device=cpu")
+        return name
+    raise NeuronbenchError(f"device={device!r} is not a device; valid: {', '.join(DEVICES)}")
+
+
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
@@ -148,7 +176,7 @@ def _from_hub(name: str, spec: dict) -> tuple[object, torch.nn.Module, str]:
 
 
 @functools.lru_cache(maxsize=4)  # a cross-model job holds its model and up to two others
-def _load(name: str, spec_json: str, cache_dir: str | None) -> LoadedModel:
+def _load(name: str, spec_json: str, cache_dir: str | None, device: str) -> LoadedModel:
     spec = json.loads(spec_json)
     source = spec.get("source")
     decoder = bool(spec.get("decoder", False))
@@ -173,14 +201,16 @@ def _load(name: str, spec_json: str, cache_dir: str | None) -> LoadedModel:
         raise NeuronbenchError(f"model {name!r}: a fast tokenizer is needed for word alignment")
     if spec.get("caveats"):
         log.warning("model %s: %s", name, spec["caveats"])
-    model.eval()
-    log.info("loaded model %s (%s, %d layers)", name, revision, model.config.num_hidden_layers)
-    return LoadedModel(name=name, revision=revision, model=model, tokenizer=tokenizer, decoder=decoder)
+    model.eval().to(device)
+    log.info("loaded model %s (%s, %d layers) on %s", name, revision, model.config.num_hidden_layers, device)
+    return LoadedModel(name=name, revision=revision, model=model, tokenizer=tokenizer, decoder=decoder,
+                       device=device)
 
 
-def load_model(name: str, spec: dict, cache_dir: str | Path | None = None) -> LoadedModel:
-    """Load (once per process) the model a `conf/model/*.yaml` file describes.
+def load_model(name: str, spec: dict, cache_dir: str | Path | None = None, device: str = "cpu") -> LoadedModel:
+    """Load (once per process and device) the model a `conf/model/*.yaml` file describes, on `device`
+    (`resolve_device`'s answer).
 
     `cache_dir` holds converted models (default $NEURONBENCH_CACHE, else .cache/neuronbench).
     """
-    return _load(name, json.dumps(spec, sort_keys=True), None if cache_dir is None else str(cache_dir))
+    return _load(name, json.dumps(spec, sort_keys=True), None if cache_dir is None else str(cache_dir), device)

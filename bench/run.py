@@ -39,7 +39,7 @@ from bench.extract import POOLINGS, extract, word_validity
 from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
-from bench.models import SITES, LoadedModel, load_model, matched_layers, site_layers
+from bench.models import SITES, LoadedModel, load_model, matched_layers, resolve_device, site_layers
 from bench.progress import duration, eta
 from bench.scorers import Score, checked_ks, get_scorer, is_count, k_grid, needs_model
 from bench.seeds import cell_rng
@@ -102,6 +102,11 @@ class Cell:
     layer: int
 
 
+def job_device(cfg: DictConfig) -> str:
+    """The torch device of the job's models (conf/config.yaml `device`, auto where a config predates it)."""
+    return resolve_device(cfg.get("device") or "auto")
+
+
 def extracted_source(task, cfg: DictConfig) -> CellSource:
     """Select this task form's examples (which words can have activations follows from tokenization), then
     extract (or reuse) the activations of the sentences that hold them, at the cells the job reads only."""
@@ -111,7 +116,8 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
                                "needs a real model (e.g. model=minilm_l6)")
     check_concept(task, task_cfg.get("concept"), task_cfg.n_min,
                   required=OmegaConf.is_missing(task_cfg, "concept"))  # before any forward pass
-    loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True), cfg.cache_dir)
+    loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True), cfg.cache_dir,
+                        job_device(cfg))
     cache = ActivationCache(cfg.cache_dir)
     pooling = cfg.get("pooling") or model_cfg.pooling
     layers = selected_layers(loaded.name, loaded.n_layers, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
@@ -126,7 +132,7 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
     def load(site: str, layer: int) -> dict[str, np.ndarray]:
         return {s: cache.read_words(entry, s, site, layer, examples.index[s]) for s in SPLITS}
 
-    return CellSource(revision=loaded.revision, pooling=pooling, examples=examples, layers=layers,
+    return CellSource(revision=loaded.extraction_id, pooling=pooling, examples=examples, layers=layers,
                       load=load, model=loaded,
                       family=partial(select, concept=None) if task_cfg.get("concept") else None)
 
@@ -214,7 +220,7 @@ def other_models_source(task, cfg: DictConfig, method: Method, source: CellSourc
             raise NeuronbenchError(f"method.other_models: no model config {path}; valid names: "
                                    f"{', '.join(sorted(p.stem for p in MODEL_CONFIGS.glob('*.yaml')))}")
         spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        loaded = load_model(name, spec, cfg.cache_dir)
+        loaded = load_model(name, spec, cfg.cache_dir, job_device(cfg))
         pooling = cfg.get("pooling") or spec["pooling"]
         keep &= word_validity(loaded, task, cache, pooling)["train"][index]
         others.append((loaded, pooling))
@@ -238,7 +244,7 @@ def other_models_source(task, cfg: DictConfig, method: Method, source: CellSourc
                                 for other in matched[(loaded.name, site, layer)]], axis=1, dtype=np.float32)
                 for loaded, entry in entries]
 
-    return OtherModels({loaded.name: loaded.revision for loaded, _ in entries}, keep, activations)
+    return OtherModels({loaded.name: loaded.extraction_id for loaded, _ in entries}, keep, activations)
 
 
 def timed_rank(method: Method, X, y, rng, inputs: dict) -> tuple[np.ndarray, float, int]:
@@ -452,6 +458,7 @@ def check_config(cfg: DictConfig) -> None:
         raise NeuronbenchError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}, or null for the "
                                f"model's default ({cfg.model.pooling})")
     checked_ks(cfg.ks)  # k > D is dropped per layer by k_grid, which refuses ks with no k <= D
+    job_device(cfg)  # device=cuda on a machine without one fails before any work
     caps = cfg.task.get("max_words")
     if caps is not None and not isinstance(caps, Mapping):
         raise NeuronbenchError(f"task.max_words={caps!r}: expected a cap per split, e.g. "
