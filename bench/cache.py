@@ -8,8 +8,10 @@ selection) writes a new file with the old rows and the new ones and moves it ove
 `os.replace`, never writing in place, so a reader sees the old file or the new one, whole, and the word
 index travels in the same file as the rows it indexes. `<split>/valid.npy` (which words can have
 activations) follows from tokenization alone, so examples are selected before any forward pass.
-Growing an entry holds its lock file, so parallel jobs (a joblib or cluster launcher) that need the same
-entry wait for one another and each extracts only what the previous ones left missing. Cell files get their
+Growing an entry holds its lock file (bench.lock: created exclusively and kept alive by a heartbeat, so it
+holds on a network filesystem without flock), so parallel jobs (a joblib or cluster launcher, on one machine
+or many) that need the same entry wait for one another and each extracts only what the previous ones left
+missing; a cell's next version is moved in only while its writer still holds that lock. Cell files get their
 disk blocks before they are memory-mapped, and every cell is checked (header, size, sorted word index)
 before it is trusted, so neither a full disk nor a damaged file passes quietly. Entries live under
 `activations-v2/`: the earlier layout (every word of the corpus at every layer) is never read.
@@ -17,7 +19,6 @@ before it is trusted, so neither a full disk nor a damaged file passes quietly. 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import NeuronbenchError
+from bench.lock import HeartbeatLock, lock_expiry
 
 
 log = logging.getLogger(__name__)
@@ -198,24 +200,26 @@ def _checked_cell(path: Path) -> np.ndarray:
 class ActivationCache:
     """Locates cache entries and reads their cells; `bench.extract` fills and grows them."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, lock_expiry_s: float | None = None):
+        """`lock_expiry_s`: seconds an entry's lock may go without a heartbeat before a waiting job breaks it
+        (default $NEURONBENCH_LOCK_EXPIRY, else 120)."""
+        self.root, self.lock_expiry_s = Path(root), lock_expiry(lock_expiry_s)
+        self.locks: dict[Path, HeartbeatLock] = {}  # the entries this process fills now, and their locks
 
     def entry(self, model: str, revision: str, corpus_id: str, pooling: str) -> Path:
         return self.root / LAYOUT / _safe(f"{model}@{revision}") / corpus_id / pooling
 
     @contextmanager
     def filling(self, entry: Path):
-        """Hold `entry`'s lock (flock, released when its file closes, also if the process dies)."""
-        lock = entry.parent / f".{entry.name}.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a") as handle:
+        """Hold `entry`'s lock, the file `.<entry>.lock` beside it: a job that dies holding it is waited for
+        until its heartbeat is lock_expiry_s old (on this host, not at all once its process is gone)."""
+        with HeartbeatLock(entry.parent / f".{entry.name}.lock", f"another job filling {entry}",
+                           self.lock_expiry_s) as lock:
+            self.locks[entry] = lock
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another job filling %s", entry)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+                yield
+            finally:
+                self.locks.pop(entry, None)
 
     @staticmethod
     def layer_path(entry: Path, split: str, site: str, layer: int) -> Path:
@@ -250,7 +254,7 @@ class ActivationCache:
             fault, old = _cell_fault(path, width)
             if fault:
                 old = None
-        return CellWriter(path, width, old, np.asarray(new_words, dtype=np.int64))
+        return CellWriter(path, width, old, np.asarray(new_words, dtype=np.int64), self.locks.get(entry))
 
     def read_words(self, entry: Path, split: str, site: str, layer: int, word_ids) -> np.ndarray:
         """float32 activations (len(word_ids), width) of those words of the split, in that order. A word
@@ -296,10 +300,12 @@ class ActivationCache:
 
 class CellWriter:
     """A cell file's next version, written beside it: the old rows copied, each new word's row put as
-    extraction yields it, then `commit` moves it over the old file whole (or `abort` removes it)."""
+    extraction yields it, then `commit` moves it over the old file whole (or `abort` removes it); with the
+    entry's `lock`, only while that lock is still held."""
 
-    def __init__(self, path: Path, width: int, old: np.ndarray | None, new_words: np.ndarray):
-        self.path, self.tmp = path, path.with_name(f".{path.name}.partial")
+    def __init__(self, path: Path, width: int, old: np.ndarray | None, new_words: np.ndarray,
+                 lock: HeartbeatLock | None = None):
+        self.path, self.tmp, self.lock = path, path.with_name(f".{path.name}.partial"), lock
         self.new_words = np.unique(new_words)
         old_words = np.zeros(0, dtype=np.int64) if old is None else np.asarray(old["word"])
         if np.isin(self.new_words, old_words).any():
@@ -334,6 +340,12 @@ class CellWriter:
             raise NeuronbenchError(f"activation cache file {self.path}: the extraction yielded no activations "
                                    f"for {int((~self.filled).sum())} of the {len(self.filled)} words it was to add "
                                    f"(words {self.new_words[~self.filled][:5].tolist()}): a bug, nothing was written")
+        if self.lock is not None and not self.lock.held():
+            self.abort()
+            raise NeuronbenchError(f"activation cache file {self.path}: this job lost its entry's lock "
+                                   f"{self.lock.path} while filling it (another job found no heartbeat for "
+                                   f"{self.lock.expiry:g} s: was this process stopped?); nothing was written, "
+                                   "rerun the job")
         self.rows.flush()
         del self.rows
         os.chmod(self.tmp, FILE_MODE)
