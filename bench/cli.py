@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. On 2 shared cores,
@@ -70,6 +71,10 @@ def app(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["plan"]:  # `neuronbench plan <overrides>`: the sweep's jobs and cost; nothing runs
+        from bench.plan import main as plan
+
+        raise SystemExit(plan(sys.argv[2:]))
     app()  # run_methods pins BLAS to one thread, here and in launcher workers
 
 
