@@ -1,11 +1,15 @@
 """The published board as one self-contained HTML page: sortable tables, curves over k, agreement heat maps, cost.
 
-Everything is inline (CSS, a few lines of JS that sort tables, SVG drawn here in Python), so the file opens from
-disk with no network. Method, task and submission names come from outside, so every text is escaped.
+Everything is inline (CSS, SVG drawn here in Python, a little JS that sorts tables and picks which methods the curves
+show), so the file opens from disk with no network. With two dozen methods one chart cannot show every curve in a
+colour of its own: the legends choose at most len(PALETTE) methods at once, page-wide, and each shown method holds one
+palette colour until it is hidden. Method, task and submission names come from outside, so every text is escaped.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 from dataclasses import dataclass
 from html import escape
@@ -39,17 +43,20 @@ CURVES = (
 CURVE_INPUTS = frozenset(metric for curve, _, references in CURVES
                           for metric in (curve, *(r for r, _ in references if r != "chance")))
 AGREEMENT_METRIC = "jaccard"
+# Colours of the shown methods (Tableau 10 with cyan for its grey, which marks baselines): no two shown methods
+# share one, so at most len(PALETTE) are shown at once; baselines are drawn grey and dashed beside them.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
            "#17becf")
-DASHES = ("", "6 3", "2 2")  # methods beyond the palette repeat its colours with another dash
-BASELINE_STYLE = ("#8c8c8c", "6 3")
+DEFAULT_SHOWN = 8  # the overall top methods shown when the page opens (and by a legend's `top` button)
 REFERENCE = ("#111", "1.5 3")  # reference lines (chance, all neurons, random-k): thin, dotted, black
-WIDTH, HEIGHT = 380, 250
+WIDTH, HEIGHT = 420, 280
 TEXT_WIDTH = 6.5  # average pixels per character at font size 11, to size label margins
+TICK_WIDTH = 6.4  # pixels per character of a tick label (font size 10), to keep neighbours apart
+TICK_GAP = 6  # least pixels between two tick labels
 MARGIN = {"left": 48, "right": 12, "top": 10, "bottom": 38}
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1280px;padding:0 1.2em 3em;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;padding:0 1.2em 3em;
 color:#222;line-height:1.4}
 h1{margin-top:.8em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.4em}
 p.note,figcaption,.context{color:#555;font-size:.9em}
@@ -63,10 +70,21 @@ thead th[aria-sort=ascending]::after{content:" ▲"}thead th[aria-sort=descendin
 tbody tr:nth-child(even){background:#fafafa}
 .figures{display:flex;flex-wrap:wrap;gap:1em}
 figure{margin:0;border:1px solid #e3e3e3;border-radius:4px;padding:.4em;background:#fff}
-figcaption{max-width:380px}
+figcaption{max-width:420px}
 svg text{font-family:inherit}
-.legend{display:flex;flex-wrap:wrap;gap:.3em 1.2em;font-size:.85em;margin:.4em 0}
-.legend span{white-space:nowrap}
+.legend{display:flex;flex-wrap:wrap;gap:.2em .9em;font-size:.85em;margin:.4em 0;align-items:center}
+.legend label{white-space:nowrap;cursor:pointer}.legend input{margin:0 .2em 0 0;vertical-align:-2px}
+.legend input:disabled~span{color:#aaa}.legend .tools{white-space:nowrap;color:#555}
+.legend button{font:inherit;padding:0 .5em;margin-right:.3em}
+.key{stroke:var(--c,#ddd);stroke-width:2.5}.baseline .key{stroke-dasharray:6 3}
+.baseline{--c:#8c8c8c}
+.series .line{fill:none;stroke:var(--c,#999);stroke-width:1.8}.series.baseline .line{stroke-dasharray:6 3}
+.series .band{fill:var(--c,#999);fill-opacity:.15;stroke:none}.series circle{fill:var(--c,#999)}
+.js .series{display:none}.focusing .series{opacity:.12}.focusing .series.focus{opacity:1}
+.focusing .series.focus .line{stroke-width:3}.legend label.focus span{font-weight:bold}
+.bar{fill:var(--c,#c8c8c8)}
+.heat rect{stroke:#fff}.heat text{font-size:10px;text-anchor:middle;fill:#222}.heat text.dark{fill:#fff}
+.heat text.name{font-size:11px;text-anchor:start}.heat text.end{text-anchor:end}
 nav ul{columns:3;font-size:.9em}
 code{background:#f4f4f4;padding:0 .2em;border-radius:3px}
 """
@@ -92,6 +110,96 @@ document.querySelectorAll("table.sortable thead th").forEach(function (th) {
   });
 });
 """
+
+# Which methods the curves show, page-wide: every legend edits one set, `shown` (method id -> palette slot, -1 for a
+# baseline). A method takes the first free colour and keeps it until hidden, so shown methods never share a colour;
+# with every colour taken, the unticked boxes are disabled. Hovering a legend name or a curve picks the method out.
+# Last, each chart's viewBox grows to hold any label wider than the margins estimated in Python.
+SERIES_SCRIPT = """
+(function () {
+  var palette = PALETTE_JSON, style = document.getElementById("series-style"), shown = {};
+  var legends = Array.prototype.slice.call(document.querySelectorAll(".legend"));
+  function baseline(id) {
+    return document.querySelector('.legend label[data-m="' + id + '"]').classList.contains("baseline");
+  }
+  function freeSlot() {
+    var used = Object.keys(shown).map(function (id) { return shown[id]; });
+    for (var slot = 0; slot < palette.length; slot++) { if (used.indexOf(slot) < 0) { return slot; } }
+    return null;
+  }
+  function show(id) {
+    if (id in shown) { return; }
+    var slot = baseline(id) ? -1 : freeSlot();
+    if (slot !== null) { shown[id] = slot; }
+  }
+  function render() {
+    style.textContent = Object.keys(shown).map(function (id) {
+      var colour = shown[id] < 0 ? "" : '[data-m="' + id + '"]{--c:' + palette[shown[id]] + "}";
+      return '.js .series[data-m="' + id + '"]{display:inline}' + colour;
+    }).join("\\n");
+    var full = freeSlot() === null, count = Object.keys(shown).length;
+    document.querySelectorAll(".legend input").forEach(function (box) {
+      box.checked = box.value in shown;
+      box.disabled = full && !box.checked && !baseline(box.value);
+    });
+    legends.forEach(function (legend) {
+      legend.querySelector(".count").textContent =
+        count + " shown" + (full ? "; every colour is taken: untick one to show another" : "");
+    });
+  }
+  function pickTop(legend) {
+    shown = {};
+    var taken = 0;
+    legend.querySelectorAll("label[data-m]").forEach(function (label) {
+      if (label.classList.contains("baseline")) { show(label.dataset.m); }
+      else if (taken < DEFAULT_SHOWN) { show(label.dataset.m); taken += 1; }
+    });
+    render();
+  }
+  function focus(id, on) {
+    document.body.classList.toggle("focusing", on);
+    document.querySelectorAll('.series[data-m="' + id + '"], .legend label[data-m="' + id + '"]')
+      .forEach(function (element) { element.classList.toggle("focus", on); });
+  }
+  if (legends.length) {
+    document.documentElement.classList.add("js");
+    Array.prototype.slice.call(legends[0].querySelectorAll("input"))
+      .filter(function (box) { return box.defaultChecked; })
+      .map(function (box) { return box.value; })
+      .sort(function (a, b) { return a - b; })
+      .forEach(show);
+    render();
+    document.addEventListener("change", function (event) {
+      var box = event.target;
+      if (!box.matches(".legend input")) { return; }
+      if (box.checked) { show(box.value); } else { delete shown[box.value]; }
+      render();
+    });
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest(".legend button");
+      if (!button) { return; }
+      if (button.dataset.pick === "top") { pickTop(button.closest(".legend")); } else { shown = {}; render(); }
+    });
+    ["mouseover", "mouseout"].forEach(function (type) {
+      document.addEventListener(type, function (event) {
+        var target = event.target.closest && event.target.closest(".legend label[data-m], .series");
+        if (target) { focus(target.dataset.m, type === "mouseover"); }
+      });
+    });
+  }
+  document.querySelectorAll("figure svg").forEach(function (svg) {
+    var box = svg.getBBox(), width = +svg.getAttribute("width"), height = +svg.getAttribute("height");
+    var x0 = Math.min(0, Math.floor(box.x) - 2), y0 = Math.min(0, Math.floor(box.y) - 2);
+    var x1 = Math.max(width, Math.ceil(box.x + box.width) + 2);
+    var y1 = Math.max(height, Math.ceil(box.y + box.height) + 2);
+    if (x0 < 0 || y0 < 0 || x1 > width || y1 > height) {
+      svg.setAttribute("viewBox", [x0, y0, x1 - x0, y1 - y0].join(" "));
+      svg.setAttribute("width", x1 - x0);
+      svg.setAttribute("height", y1 - y0);
+    }
+  });
+})();
+""".replace("PALETTE_JSON", json.dumps(PALETTE)).replace("DEFAULT_SHOWN", str(DEFAULT_SHOWN))
 
 
 @dataclass(frozen=True)
@@ -134,17 +242,33 @@ def _breakable(text: str) -> str:
     return escape(text).replace("_", "_<wbr>").replace("@", "<wbr>@")
 
 
-def _styles(summary: Summary) -> dict[tuple, tuple[str, str]]:
-    """(colour, dash) per (source, method), fixed for the whole page in overall rank order; baselines are grey."""
-    styles, position = {}, 0
-    for row in summary.ranking.itertuples():
-        if row.source == BUILTIN_SOURCE and row.method in BASELINE_METHODS:
-            styles[(row.source, row.method)] = BASELINE_STYLE
-            continue
-        styles[(row.source, row.method)] = (PALETTE[position % len(PALETTE)],
-                                            DASHES[(position // len(PALETTE)) % len(DASHES)])
-        position += 1
-    return styles
+class _Methods:
+    """A page-wide id per (source, method): its overall rank, shared by the clones folded into its row, so that one
+    toggle and one colour rule reach the method's curves, legend entries and bars in every section."""
+
+    def __init__(self, ranking: pd.DataFrame):
+        self._ids = {member: index for index, row in enumerate(ranking.itertuples()) for member in row.members}
+        self._next = itertools.count(len(ranking))  # methods outside the ranking (cost records only) come last
+        ranked = [self._ids[(row.source, row.method)] for row in ranking.itertuples()
+                  if not _is_baseline(row.source, row.method)]
+        self._opening = set(ranked[:DEFAULT_SHOWN])
+
+    def opens_shown(self, key: tuple) -> bool:
+        """Ticked when the page opens: the baselines and the overall top DEFAULT_SHOWN."""
+        return _is_baseline(*key) or self.position(key) in self._opening
+
+    def position(self, key: tuple) -> int:
+        if key not in self._ids:
+            self._ids[key] = next(self._next)
+        return self._ids[key]
+
+    def attrs(self, key: tuple, css: str) -> str:
+        """`class` and `data-m` of an element drawn for the method (baselines get their grey, dashed class)."""
+        return f'class="{css}{" baseline" if _is_baseline(*key) else ""}" data-m="{self.position(key)}"'
+
+
+def _is_baseline(source, method) -> bool:
+    return source == BUILTIN_SOURCE and method in BASELINE_METHODS
 
 
 # --- axes and charts ------------------------------------------------------------------------------------------------
@@ -173,6 +297,24 @@ def _tick(value: float) -> str:
     return f"{value:g}"
 
 
+def _spaced(ticks: list[float], position) -> list[float]:
+    """The ticks whose labels (centred at `position(tick)` pixels) stay TICK_GAP apart: both ends (the last is D,
+    the full layer), then each inner tick that clears the last one kept and the end."""
+    def clear(a: float, b: float) -> bool:
+        room = TICK_WIDTH * (len(_tick(a)) + len(_tick(b))) / 2 + TICK_GAP
+        return abs(position(b) - position(a)) >= room
+
+    if len(ticks) < 2:
+        return ticks
+    if not clear(ticks[0], ticks[-1]):
+        return ticks[-1:]
+    kept = ticks[:1]
+    for tick in ticks[1:-1]:
+        if clear(kept[-1], tick) and clear(tick, ticks[-1]):
+            kept.append(tick)
+    return kept + ticks[-1:]
+
+
 class _Frame:
     """Plot area of one chart (log x, linear y): data-to-pixel maps, axes and grid lines."""
 
@@ -199,11 +341,13 @@ class _Frame:
                          f'stroke="#eee"/><text x="{self.left - 4}" y="{y + 3:.1f}" font-size="10" '
                          f'text-anchor="end">{_tick(value)}</text>')
         bottom = self.top + self.height
+        labelled = _spaced(x_ticks, self.x)
         for value in x_ticks:
             x = self.x(value)
-            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top}" y2="{bottom}" stroke="#f2f2f2"/>'
-                         f'<text x="{x:.1f}" y="{bottom + 13}" font-size="10" text-anchor="middle">'
-                         f'{_tick(value)}</text>')
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top}" y2="{bottom}" stroke="#f2f2f2"/>')
+            if value in labelled:
+                parts.append(f'<text x="{x:.1f}" y="{bottom + 13}" font-size="10" text-anchor="middle">'
+                             f'{_tick(value)}</text>')
         parts.append(f'<rect x="{self.left}" y="{self.top}" width="{self.width}" height="{self.height}" '
                      f'fill="none" stroke="#999"/>')
         parts.append(f'<text x="{self.left + self.width / 2:.1f}" y="{HEIGHT - 6}" font-size="11" '
@@ -214,8 +358,7 @@ class _Frame:
 @dataclass(frozen=True)
 class Series:
     name: str
-    colour: str
-    dash: str
+    attrs: str  # _Methods.attrs of its <g>: the page's script shows, hides and colours it by these
     points: pd.DataFrame  # k, mean, std, count
 
 
@@ -254,15 +397,17 @@ def _line_chart(series: list[Series], references: list[Reference], label: str) -
             upper = [(frame.x(k), frame.y(m + d)) for k, m, d in zip(spread["k"], spread["mean"], spread["std"])]
             lower = [(frame.x(k), frame.y(m - d)) for k, m, d in zip(spread["k"], spread["mean"], spread["std"])]
             outline = " ".join(f"{x:.1f},{y:.1f}" for x, y in upper + lower[::-1])
-            parts.append(f'<polygon points="{outline}" fill="{s.colour}" fill-opacity="0.15" stroke="none"/>')
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        parts.append(f'<path d="{_path(frame, points)}" fill="none" stroke="{s.colour}" stroke-width="1.8"{dash}>'
-                     f'<title>{escape(s.name)}</title></path>')
+            band = f'<polygon class="band" points="{outline}"/>'
+        else:
+            band = ""
+        parts.append(f'<g {s.attrs}>{band}<path class="line" d="{_path(frame, points)}"><title>{escape(s.name)}'
+                     '</title></path>')
         for k, mean, std, count in zip(points["k"], points["mean"], points["std"], points["count"]):
             spread_text = f" ± {format_number(std)} over {count} seeds" if count > 1 else ""
-            parts.append(f'<circle cx="{frame.x(k):.1f}" cy="{frame.y(mean):.1f}" r="2.4" fill="{s.colour}">'
+            parts.append(f'<circle cx="{frame.x(k):.1f}" cy="{frame.y(mean):.1f}" r="2.4">'
                          f'<title>{escape(s.name)}: {escape(label)} at k={int(k)} = {format_number(mean)}'
                          f'{spread_text}</title></circle>')
+        parts.append("</g>")
     return _svg(parts, label)
 
 
@@ -287,11 +432,11 @@ def _heatmap(names: list[str], matrix: list[list[float]], label: str) -> str:
     parts = []
     for j, name in enumerate(names):
         x = name_width + j * cell + cell / 2
-        parts.append(f'<text x="{x:.1f}" y="{top - 6}" font-size="11" transform="rotate(-40 {x:.1f} {top - 6})">'
+        parts.append(f'<text x="{x:.1f}" y="{top - 6}" class="name" transform="rotate(-40 {x:.1f} {top - 6})">'
                      f'{escape(name)}</text>')
     for i, row_name in enumerate(names):
         y = top + i * cell
-        parts.append(f'<text x="{name_width - 6}" y="{y + cell / 2 + 4:.1f}" font-size="11" text-anchor="end">'
+        parts.append(f'<text x="{name_width - 6}" y="{y + cell / 2 + 4:.1f}" class="name end">'
                      f'{escape(row_name)}</text>')
         for j, value in enumerate(matrix[i]):
             x = name_width + j * cell
@@ -302,11 +447,12 @@ def _heatmap(names: list[str], matrix: list[list[float]], label: str) -> str:
             else:
                 fill, text = _blue(value), f"{value:.2f}"
                 tip = f"{row_name} vs {names[j]}: {format_number(value)}"
-            colour = "#fff" if not pd.isna(value) and value > 0.55 and i != j else "#222"
-            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff">'
-                         f'<title>{escape(tip)}</title></rect><text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" '
-                         f'font-size="10" text-anchor="middle" fill="{colour}">{escape(text)}</text>')
-    return _svg(parts, label, width=name_width + size + right, height=top + size + 10)
+            dark = ' class="dark"' if not pd.isna(value) and value > 0.55 and i != j else ""
+            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}">'
+                         f'<title>{escape(tip)}</title></rect>'
+                         f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}"{dark}>{escape(text)}</text>')
+    return _svg([f'<g class="heat">{"".join(parts)}</g>'], label, width=name_width + size + right,
+                height=top + size + 10)
 
 
 def _blue(value: float) -> str:
@@ -316,9 +462,10 @@ def _blue(value: float) -> str:
     return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(low, high))
 
 
-def _bar_chart(names: list[str], values: list[float], colours: list[str], unit: str, label: str) -> str:
-    """Horizontal bars on a log axis (costs span orders of magnitude), value printed at each bar's end."""
-    shown = [(n, v, c) for n, v, c in zip(names, values, colours) if pd.notna(v) and v > 0]
+def _bar_chart(names: list[str], values: list[float], attrs: list[str], unit: str, label: str) -> str:
+    """Horizontal bars on a log axis (costs span orders of magnitude), value printed at each bar's end; a bar takes
+    its method's colour while the curves show it (`attrs`: _Methods.attrs)."""
+    shown = [(n, v, a) for n, v, a in zip(names, values, attrs) if pd.notna(v) and v > 0]
     if not shown:
         return ""
     name_width = int(TEXT_WIDTH * max(len(n) for n, _, _ in shown)) + 10
@@ -333,17 +480,18 @@ def _bar_chart(names: list[str], values: list[float], colours: list[str], unit: 
 
     parts = []
     bottom = 8 + bar * len(shown)
-    decade = low
-    while decade <= high * 1.0001:
-        parts.append(f'<line x1="{x(decade):.1f}" x2="{x(decade):.1f}" y1="4" y2="{bottom}" stroke="#eee"/>'
-                     f'<text x="{x(decade):.1f}" y="{bottom + 12}" font-size="10" text-anchor="middle">'
-                     f'{_tick(decade)}</text>')
-        decade *= 10
-    for i, (name, value, colour) in enumerate(shown):
+    decades = [low * 10 ** i for i in range(round(math.log10(high / low)) + 1)]
+    labelled = _spaced(decades, x)
+    for decade in decades:
+        parts.append(f'<line x1="{x(decade):.1f}" x2="{x(decade):.1f}" y1="4" y2="{bottom}" stroke="#eee"/>')
+        if decade in labelled:
+            parts.append(f'<text x="{x(decade):.1f}" y="{bottom + 12}" font-size="10" text-anchor="middle">'
+                         f'{_tick(decade)}</text>')
+    for i, (name, value, bar_attrs) in enumerate(shown):
         y = 8 + i * bar
         parts.append(f'<text x="{name_width - 6}" y="{y + 12}" font-size="11" text-anchor="end">{escape(name)}</text>'
                      f'<rect x="{name_width}" y="{y + 2}" width="{max(x(value) - name_width, 1):.1f}" '
-                     f'height="{bar - 5}" fill="{colour}"><title>{escape(name)}: {value:.4g} {escape(unit)}</title>'
+                     f'height="{bar - 5}" {bar_attrs}><title>{escape(name)}: {value:.4g} {escape(unit)}</title>'
                      f'</rect><text x="{x(value) + 4:.1f}" y="{y + 12}" font-size="10">{value:.3g}</text>')
     parts.append(f'<text x="{name_width + width / 2:.1f}" y="{bottom + 28}" font-size="11" text-anchor="middle">'
                  f'{escape(unit)} (log scale)</text>')
@@ -353,14 +501,17 @@ def _bar_chart(names: list[str], values: list[float], colours: list[str], unit: 
 # --- sections ------------------------------------------------------------------------------------------------------
 
 
-def _legend(keys: list[tuple], styles: dict) -> str:
+def _legend(keys: list[tuple], methods: _Methods) -> str:
+    """Tick boxes in the group's rank order that show or hide a method on every chart of the page."""
     items = []
-    for source, method in keys:
-        colour, dash = styles.get((source, method), BASELINE_STYLE)
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        items.append(f'<span><svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="{colour}" '
-                     f'stroke-width="2.5"{dash_attr}/></svg> {escape(method_label(source, method))}</span>')
-    return '<div class="legend">' + "".join(items) + "</div>"
+    for key in keys:
+        checked = " checked" if methods.opens_shown(key) else ""
+        items.append(f'<label {methods.attrs(key, "item")}><input type="checkbox" value="{methods.position(key)}"'
+                     f'{checked}><svg width="26" height="10"><line class="key" x1="1" x2="25" y1="5" y2="5"/></svg>'
+                     f'<span>{escape(method_label(*key))}</span></label>')
+    tools = (f'<span class="tools"><button type="button" data-pick="top">top {DEFAULT_SHOWN} here</button>'
+             '<button type="button" data-pick="none">none</button><span class="count"></span></span>')
+    return '<div class="legend">' + tools + "".join(items) + "</div>"
 
 
 def _overall(summary: Summary, groups: list[Group]) -> str:
@@ -428,7 +579,7 @@ def _inline_code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
 
 
-def _curves(records: pd.DataFrame, order: list[tuple], styles: dict) -> list[str]:
+def _curves(records: pd.DataFrame, order: list[tuple], methods: _Methods) -> list[str]:
     """One figure per curve metric present in one site's records, methods averaged over layers and concepts."""
     figures = []
     records = records.loc[records["metric"].isin(CURVE_INPUTS),
@@ -438,7 +589,7 @@ def _curves(records: pd.DataFrame, order: list[tuple], styles: dict) -> list[str
         if rows.empty:
             continue
         per_method = dict(tuple(seed_summary(rows, [*METHOD_KEYS, "k"]).sort_values("k").groupby(METHOD_KEYS)))
-        series = [Series(method_label(*key), *styles.get(key, BASELINE_STYLE), per_method[key])
+        series = [Series(method_label(*key), methods.attrs(key, "series"), per_method[key])
                   for key in order if key in per_method]
         references = []
         for source, name in reference_specs:
@@ -479,7 +630,7 @@ def _agreement(records: pd.DataFrame, order: list[tuple], k) -> str:
             f"{format_number(chance)}.</figcaption></figure>")
 
 
-def _group_section(index: int, group: Group, labels: list[str], styles: dict) -> str:
+def _group_section(index: int, group: Group, labels: list[str], methods: _Methods) -> str:
     order = list(zip(group.ranking["source"], group.ranking["method"]))
     parts = [f'<h2 id="group-{index}">{escape(group.task)} · {escape(group.model)} '
              f"(k* = {escape(format_k(group.k))})</h2>",
@@ -488,10 +639,13 @@ def _group_section(index: int, group: Group, labels: list[str], styles: dict) ->
     for site, site_records in group.records.groupby("site"):
         parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"
                   "</code> by layer</h3>", _depth_table(site_records, group.ranking, group.k)]
-        figures = _curves(site_records, order, styles)
+        figures = _curves(site_records, order, methods)
         if figures:
             parts += [f"<h3>Site <code>{escape(str(site))}</code>: curves over k (mean over layers; band: ±std over "
-                      "seeds; hover a point for its value)</h3>", _legend(order, styles),
+                      "seeds; hover a point for its value)</h3>",
+                      f"<p class=note>Tick a method to show it on every chart of the page, each shown method in a "
+                      f"colour of its own (at most {len(PALETTE)} at once; baselines grey, dashed); hover a name or a "
+                      "curve to pick it out.</p>", _legend(order, methods),
                       '<div class="figures">' + "".join(figures) + "</div>"]
         heat = _agreement(site_records, order, group.k)
         if heat:
@@ -500,7 +654,7 @@ def _group_section(index: int, group: Group, labels: list[str], styles: dict) ->
     return "\n".join(parts)
 
 
-def _cost_section(costs: pd.DataFrame, styles: dict) -> str:
+def _cost_section(costs: pd.DataFrame, methods: _Methods) -> str:
     per_group = cost_summary(costs)
     headers = [("task", "ascending"), ("model", "ascending"), ("method", "ascending"),
                ("rank() s (median)", "descending"), ("peak MiB (median)", "descending")]
@@ -509,13 +663,11 @@ def _cost_section(costs: pd.DataFrame, styles: dict) -> str:
              _number(r.peak_mib, f"{r.peak_mib:.1f}")] for r in per_group.itertuples()]
     overall = cost_summary(costs, by=[])
     keys = list(zip(overall["source"], overall["method"]))
-    position = {key: index for index, key in enumerate(styles)}  # the page's rank order; unranked methods last
-    overall = overall.assign(position=[position.get(key, len(position)) for key in keys]).sort_values(
-        ["position", *METHOD_KEYS])
-    colours = [styles.get(key, BASELINE_STYLE)[0] for key in zip(overall["source"], overall["method"])]
+    overall = overall.assign(position=[methods.position(key) for key in keys]).sort_values(["position", *METHOD_KEYS])
+    attrs = [methods.attrs(key, "bar") for key in zip(overall["source"], overall["method"])]
     names = overall["name"].tolist()
-    charts = [_bar_chart(names, overall["time_s"].tolist(), colours, "seconds", "rank() wall time"),
-              _bar_chart(names, overall["peak_mib"].tolist(), colours, "MiB", "rank() peak memory")]
+    charts = [_bar_chart(names, overall["time_s"].tolist(), attrs, "seconds", "rank() wall time"),
+              _bar_chart(names, overall["peak_mib"].tolist(), attrs, "MiB", "rank() peak memory")]
     figures = "".join(f"<figure>{chart}<figcaption>{caption}, median over tasks, layers and seeds</figcaption>"
                       "</figure>" for chart, caption in zip(charts, ("rank() wall time", "rank() peak memory"))
                       if chart)
@@ -527,7 +679,7 @@ def _cost_section(costs: pd.DataFrame, styles: dict) -> str:
 def render_html(summary: Summary, costs: pd.DataFrame | None = None) -> str:
     """The whole page as one string."""
     groups = list(summary.groups)
-    styles = _styles(summary)
+    methods = _Methods(summary.ranking)
     toc = "".join(f'<li><a href="#group-{i}">{escape(g.task)} · {escape(g.model)}</a></li>'
                   for i, g in enumerate(groups))
     if costs is not None and len(costs):
@@ -538,10 +690,10 @@ def render_html(summary: Summary, costs: pd.DataFrame | None = None) -> str:
              "Click a column header to sort.")
     body = [f"<h1>neuronbench leaderboard</h1><p class=note>{intro}</p>",
             f"<nav><ul>{toc}</ul></nav>", "<h2 id=\"overall\">Overall</h2>", _overall(summary, groups)]
-    body += [_group_section(i, group, summary.labels, styles) for i, group in enumerate(groups)]
+    body += [_group_section(i, group, summary.labels, methods) for i, group in enumerate(groups)]
     if costs is not None and len(costs):
-        body.append(_cost_section(costs, styles))
+        body.append(_cost_section(costs, methods))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>neuronbench leaderboard</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
+            f"<title>neuronbench leaderboard</title><style>{CSS}</style><style id=\"series-style\"></style>"
+            "</head><body>\n" + "\n".join(body) + f"\n<script>{SCRIPT}{SERIES_SCRIPT}</script>\n</body></html>\n")
