@@ -75,6 +75,10 @@ def main() -> None:
         from bench.plan import main as plan
 
         raise SystemExit(plan(sys.argv[2:]))
+    if sys.argv[1:2] == ["neurons"]:  # `neuronbench neurons <overrides> --layer L ...`: a cell's neuron view pages
+        from neuronbench.cli import main as neurons
+
+        raise SystemExit(neurons(sys.argv[2:]))
     app()  # run_methods pins BLAS to one thread, here and in launcher workers
 
 

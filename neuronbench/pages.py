@@ -1,0 +1,219 @@
+"""Neuron views as self-contained HTML pages: one per neuron, one per ranking (its top neurons side by side).
+
+The pages are built like the board (leaderboard/html.py: its CSS, its sortable tables and table-sorting script,
+its SVG and tick helpers), so they open from disk with no network; every word comes from a corpus or a user and
+is escaped. `write_pages` puts each page beside its JSON under one folder layout (`neuron_page_path`,
+`ranking_page_path`), which is where a board links to.
+"""
+
+from __future__ import annotations
+
+import os
+from html import escape
+from pathlib import Path
+
+from bench.cache import atomic_write_bytes
+from leaderboard.html import CSS, PALETTE, SCRIPT, Cell, _nice_ticks, _number, _svg, _table, _tick
+from neuronbench.views import LabelDistribution, NeuronView, RankingView, WordHit
+
+PAGE_CSS = """
+.map p{margin:.35em 0;line-height:2}.map span.w{padding:.1em .25em;border-radius:3px;margin-right:.15em}
+.map span.none{color:#aaa}.scale span{display:inline-block;min-width:3.4em;padding:.1em 0;text-align:center;font-size:.8em}
+.cards{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.card{border:1px solid #e3e3e3;border-radius:4px;padding:.4em .6em;background:#fff;width:330px}
+.card h3{margin:.2em 0 .4em}.card table{font-size:.8em}
+"""
+POSITIVE, NEGATIVE = (214, 39, 40), (31, 119, 180)  # red for activation above 0, blue below
+HIST_WIDTH, HIST_HEIGHT = 520, 250
+SMALL_HIST = (320, 170)
+HIST_MARGIN = {"left": 46, "right": 12, "top": 10, "bottom": 36}
+CARD_WORDS = 8  # top words per neuron on a ranking page (the neuron's own page has all the view holds)
+
+
+def neuron_page_path(root, task: str, model: str, seed: int, site: str, layer: int, neuron: int) -> Path:
+    """Where `write_pages` puts a neuron's page: <root>/<task form>/<model>/seed<s>/neurons/<site>_L<ll>_n<neuron>.html."""
+    return Path(root) / task / model / f"seed{int(seed)}" / "neurons" / f"{site}_L{int(layer):02d}_n{int(neuron)}.html"
+
+
+def ranking_page_path(root, task: str, model: str, seed: int, method: str, site: str, layer: int) -> Path:
+    """Where `write_pages` puts a ranking's page: <root>/<task form>/<model>/seed<s>/<method>/<site>_L<ll>.html (a
+    board's method row for that cell links here)."""
+    return Path(root) / task / model / f"seed{int(seed)}" / method / f"{site}_L{int(layer):02d}.html"
+
+
+def _page_path(root, view: NeuronView) -> Path:
+    return neuron_page_path(root, view.task, view.model, view.seed, view.site, view.layer, view.neuron)
+
+
+def write_pages(view: NeuronView | RankingView, root) -> list[Path]:
+    """Write the page of `view` and its JSON (same name, .json) under `root`; a ranking's page also writes the page
+    of each of its neurons, which it links to. Returns the HTML paths, the view's own first."""
+    if isinstance(view, NeuronView):
+        path = _page_path(root, view)
+        _write(path, neuron_page(view), view.to_json())
+        return [path]
+    first = view.neurons[0]
+    path = ranking_page_path(root, first.task, first.model, first.seed, view.method, first.site, first.layer)
+    links = {n.neuron: os.path.relpath(_page_path(root, n), path.parent) for n in view.neurons}
+    _write(path, ranking_page(view, links), view.to_json())
+    return [path] + [p for n in view.neurons for p in write_pages(n, root)]
+
+
+def _write(path: Path, page: str, data: str) -> None:
+    atomic_write_bytes(path, page.encode())
+    atomic_write_bytes(path.with_suffix(".json"), data.encode())
+
+
+def neuron_page(view: NeuronView) -> str:
+    """The neuron's page as one string: its top and bottom words in context, its distribution per label, its map."""
+    title = f"neuron {view.neuron} · {view.model} {view.site} layer {view.layer} · {view.task}"
+    intro = (f"Raw activations of neuron {view.neuron} (of {view.n_neurons}) on the {view.n_words} example words of "
+             f"{', '.join(view.splits)} (seed {view.seed}). A word type is listed once, at its most extreme "
+             "occurrence; <i>n</i> and <i>mean</i> are over all its occurrences. Click a column header to sort.")
+    body = [f"<h1>{escape(title)}</h1><p class=note>{intro}</p>",
+            '<h2 id="top">Top-activating words</h2>', _hits_table(view.top),
+            '<h2 id="bottom">Bottom-activating words</h2>', _hits_table(view.bottom),
+            '<h2 id="labels">Activation per label</h2>',
+            f'<div class="figures"><figure>{_histogram(view, HIST_WIDTH, HIST_HEIGHT)}{_legend(view.distribution)}'
+            "<figcaption>Share of each label's words per activation bin.</figcaption></figure>"
+            f"<div>{_distribution_table(view.distribution)}</div></div>"]
+    if view.maps:
+        body += ['<h2 id="map">Activation map</h2>',
+                 f"<p class=note>Each word shaded by the neuron's activation, against ±{view.scale:.3g} (the largest "
+                 "magnitude on this page); hover a word for its value.</p>", _scale(view.scale), _maps(view)]
+    return _document(title, body)
+
+
+def ranking_page(view: RankingView, links: dict[int, str] | None = None) -> str:
+    """A ranking's top neurons side by side: for each, its top and bottom words and its distribution per label;
+    `links` maps a neuron to its own page's address."""
+    first = view.neurons[0]
+    title = f"{view.method}: top {len(view.neurons)} neurons · {first.model} {first.site} layer {first.layer} · {first.task}"
+    intro = (f"The first {len(view.neurons)} neurons of the ranking by {escape(view.method)} (of {first.n_neurons}), "
+             f"on the example words of {', '.join(first.splits)} (seed {first.seed}): raw activations.")
+    cards = []
+    for position, neuron in enumerate(view.neurons, 1):
+        name = f"#{position} · neuron {neuron.neuron}"
+        if links and neuron.neuron in links:
+            name = f'<a href="{escape(links[neuron.neuron])}">{escape(name)}</a>'
+        else:
+            name = escape(name)
+        cards.append(f'<div class="card" data-neuron="{neuron.neuron}"><h3>{name}</h3>'
+                     + _words_table(neuron.top[:CARD_WORDS], "top words")
+                     + _words_table(neuron.bottom[:CARD_WORDS // 2], "bottom words")
+                     + _histogram(neuron, *SMALL_HIST) + _legend(neuron.distribution) + "</div>")
+    body = [f"<h1>{escape(title)}</h1><p class=note>{intro}</p>", f'<div class="cards">{"".join(cards)}</div>']
+    return _document(title, body)
+
+
+def _document(title: str, body: list[str]) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{escape(title)}</title><style>{CSS}{PAGE_CSS}</style></head><body>\n"
+            + "\n".join(body) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
+
+
+def _text(value: str) -> Cell:
+    return Cell(value, value, numeric=False)
+
+
+def _hits_table(hits: tuple[WordHit, ...]) -> str:
+    """Keyword in context: the left context right-aligned against the word, as a concordance shows it."""
+    headers = [("#", "ascending"), ("left context", "ascending"), ("word", "ascending"),
+               ("right context", "ascending"), ("activation", "descending"), ("label", "ascending"),
+               ("n", "descending"), ("mean", "descending"), ("split · sentence", "ascending")]
+    rows = [[_number(i, str(i)), Cell(h.left, h.left), _text(h.word), _text(h.right), _number(h.activation),
+             _text(h.label), _number(h.count, str(h.count)), _number(h.mean),
+             _text(h.split if h.sentence is None else f"{h.split} · {h.sentence}")]
+            for i, h in enumerate(hits, 1)]
+    return _table(headers, rows)
+
+
+def _words_table(hits: tuple[WordHit, ...], title: str) -> str:
+    rows = [[_text(h.word), _number(h.activation), _text(h.label)] for h in hits]
+    return _table([("word", "ascending"), ("activation", "descending"), ("label", "ascending")], rows, title)
+
+
+def _distribution_table(distribution: tuple[LabelDistribution, ...]) -> str:
+    headers = [("label", "ascending"), ("words", "descending"), ("mean", "descending"), ("std", "descending"),
+               ("10th pct", "descending"), ("median", "descending"), ("90th pct", "descending")]
+    rows = [[_text(d.label), _number(d.count, str(d.count)), _number(d.mean), _number(d.std),
+             *(_number(q) for q in d.quantiles)] for d in distribution]
+    return _table(headers, rows)
+
+
+def _colour(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _legend(distribution: tuple[LabelDistribution, ...]) -> str:
+    items = "".join(f'<span><svg width="18" height="10"><line x1="0" x2="18" y1="5" y2="5" stroke="{_colour(i)}" '
+                    f'stroke-width="2.5"/></svg> {escape(d.label)} ({d.count})</span>'
+                    for i, d in enumerate(distribution))
+    return f'<div class="legend">{items}</div>'
+
+
+def _histogram(view: NeuronView, width: int, height: int) -> str:
+    """One step line per label over the shared bins: the share of the label's words in each bin, so labels of
+    different sizes compare; a bin's tooltip gives its word count."""
+    edges = view.edges
+    shares = [[c / d.count if d.count else 0.0 for c in d.histogram] for d in view.distribution]
+    x_ticks = _nice_ticks(edges[0], edges[-1])
+    y_ticks = _nice_ticks(0.0, max((v for row in shares for v in row), default=0.0) or 1.0)
+    left, top = HIST_MARGIN["left"], HIST_MARGIN["top"]
+    plot_w, plot_h = width - left - HIST_MARGIN["right"], height - top - HIST_MARGIN["bottom"]
+
+    def x(value: float) -> float:
+        return left + (value - x_ticks[0]) / (x_ticks[-1] - x_ticks[0]) * plot_w
+
+    def y(value: float) -> float:
+        return top + (y_ticks[-1] - value) / (y_ticks[-1] - y_ticks[0]) * plot_h
+
+    parts = []
+    for value in y_ticks:
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 4}" y="{y(value) + 3:.1f}" font-size="10" text-anchor="end">{_tick(value)}'
+                     "</text>")
+    for value in x_ticks:
+        parts.append(f'<text x="{x(value):.1f}" y="{top + plot_h + 13}" font-size="10" text-anchor="middle">'
+                     f"{_tick(value)}</text>")
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
+    for i, (dist, row) in enumerate(zip(view.distribution, shares)):
+        path = f"M{x(edges[0]):.1f},{y(0):.1f}" + "".join(
+            f"V{y(v):.1f}H{x(edges[b + 1]):.1f}" for b, v in enumerate(row)) + f"V{y(0):.1f}"
+        parts.append(f'<path d="{path}" fill="{_colour(i)}" fill-opacity="0.12" stroke="{_colour(i)}" '
+                     f'stroke-width="1.6"><title>{escape(dist.label)}: {dist.count} words, mean '
+                     f"{dist.mean:.3f}</title></path>")
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
+                 f"activation of neuron {view.neuron}</text>")
+    return _svg(parts, f"activation distribution of neuron {view.neuron} per label", width=width, height=height)
+
+
+def _shade(value: float, scale: float) -> str:
+    """White at 0, to red (above 0) or blue (below) at ±scale."""
+    t = min(abs(value) / scale, 1.0)
+    end = POSITIVE if value >= 0 else NEGATIVE
+    return "#" + "".join(f"{round(255 + (c - 255) * t):02x}" for c in end)
+
+
+def _word(word: str, value: float | None, scale: float) -> str:
+    if value is None:
+        return f'<span class="w none" title="no activation (no subword piece)">{escape(word)}</span>'
+    ink = "#fff" if abs(value) / scale > 0.6 else "#222"
+    return (f'<span class="w" style="background:{_shade(value, scale)};color:{ink}" data-activation="{value:.6g}" '
+            f'title="{value:.4f}">{escape(word)}</span>')
+
+
+def _maps(view: NeuronView) -> str:
+    lines = []
+    for sentence in view.maps:
+        where = "your sentence" if sentence.split is None else f"{sentence.split} · {sentence.sentence}"
+        words = "".join(_word(w, a, view.scale) for w, a in zip(sentence.words, sentence.activations))
+        lines.append(f'<p><span class="context">{escape(where)}</span> {words}</p>')
+    return f'<div class="map">{"".join(lines)}</div>'
+
+
+def _scale(scale: float) -> str:
+    steps = [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0]
+    return '<p class="scale">' + "".join(_word(f"{s * scale:.2g}", s * scale, scale) for s in steps) + "</p>"
+
