@@ -7,7 +7,7 @@ with any configured method, score any ranking or neuron set with any scorer, and
     ranking = nb.rank("probeless", acts)
     nb.score(ranking, acts, scorers=["probe_acc"])
     view = nb.neuron_view(acts, int(ranking[0]))   # top/bottom words in context, per-label distribution, map
-    nb.write_pages(nb.ranking_view(acts, ranking, method="probeless"), "neuron_pages")
+    nb.write_pages(nb.ranking_view(acts, ranking, method="probeless"), "results/neuron_pages")
 
 README "From Python" walks through it step by step.
 """

@@ -40,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--sentence", action="append", default=None,
                      help="a sentence for the activation map of each --neuron page (repeat for several; default: "
                           "the sentences of the neuron's top words)")
-    cli.add_argument("--out", default="neuron_pages", help="folder the pages go to (default neuron_pages)")
+    cli.add_argument("--out", default="results/neuron_pages",
+                     help="folder the pages go to (default results/neuron_pages)")
     return cli
 
 
