@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 from bench.cache import atomic_write_bytes
+from leaderboard.board import format_number
 from leaderboard.html import CSS, PALETTE, SCRIPT, Cell, _nice_ticks, _number, _svg, _table, _tick
 from neuronbench.views import LabelDistribution, NeuronView, RankingView, WordHit
 
@@ -138,7 +139,7 @@ def _distribution_table(distribution: tuple[LabelDistribution, ...]) -> str:
     headers = [("label", "ascending"), ("words", "descending"), ("mean", "descending"), ("std", "descending"),
                ("10th pct", "descending"), ("median", "descending"), ("90th pct", "descending")]
     rows = [[_text(d.label), _number(d.count, str(d.count)), _number(d.mean), _number(d.std),
-             *(_number(q) for q in d.quantiles)] for d in distribution]
+             *(_number(q) for q in d.quantiles or (None,) * 3)] for d in distribution]
     return _table(headers, rows)
 
 
@@ -183,7 +184,7 @@ def _histogram(view: NeuronView, width: int, height: int) -> str:
             f"V{y(v):.1f}H{x(edges[b + 1]):.1f}" for b, v in enumerate(row)) + f"V{y(0):.1f}"
         parts.append(f'<path d="{path}" fill="{_colour(i)}" fill-opacity="0.12" stroke="{_colour(i)}" '
                      f'stroke-width="1.6"><title>{escape(dist.label)}: {dist.count} words, mean '
-                     f"{dist.mean:.3f}</title></path>")
+                     f"{format_number(dist.mean)}</title></path>")
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
                  f"activation of neuron {view.neuron}</text>")
     return _svg(parts, f"activation distribution of neuron {view.neuron} per label", width=width, height=height)

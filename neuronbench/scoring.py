@@ -23,8 +23,8 @@ def score(neurons, acts: Activations, scorers: list[str] | None = None, ks: list
 
     A ranking is scored on the runner's grid: the ks asked for (default: the config's, e.g. the quick suite's
     1, 3, 10, 30, 100) plus D itself, because probe_auc is the area of the curve up to the all-neuron probe at
-    k = D, and a grid that stopped short of D would be another metric under the same name. A k above D is an error
-    here (the runner drops it per layer, since one grid serves layers of every width).
+    k = D, and a grid that stopped short of D would be another metric under the same name. A k above D that you
+    list is an error; the config's ks lose theirs per layer, as in a job (one grid serves layers of every width).
 
     A set S is scored at k = |S| only: its rows are those of the ranking "S, then every other neuron in index
     order" at k = |S|, so every row reads S alone (the order after S is yours to give only with a full ranking;
@@ -39,12 +39,11 @@ def score(neurons, acts: Activations, scorers: list[str] | None = None, ks: list
     for name in names:
         get_scorer(name)  # an unknown name fails before any probe is fitted, listing the valid ones
     if len(chosen) == d:
-        asked = checked_ks(acts.cfg.ks if ks is None else ks)
-        too_wide = [k for k in asked if k > d]
+        too_wide = [] if ks is None else [k for k in checked_ks(ks) if k > d]
         if too_wide:
-            raise NeuronbenchError(f"ks={list(asked)}: k={too_wide[0]} is above the {d} neurons of {acts.name}; "
+            raise NeuronbenchError(f"ks={list(ks)}: k={too_wide[0]} is above the {d} neurons of {acts.name}; "
                                    f"give ks up to {d} (k = D is always scored)")
-        grid = k_grid(d, asked)
+        grid = k_grid(d, acts.cfg.ks if ks is None else ks)  # the config's ks: each layer keeps those up to D
         ranking = chosen
     else:
         if ks is not None:

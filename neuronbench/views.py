@@ -45,9 +45,9 @@ class LabelDistribution:
 
     label: str
     count: int
-    mean: float
-    std: float
-    quantiles: tuple[float, float, float]  # 10th, 50th, 90th percentile
+    mean: float | None  # None: no word of the label in the splits read (a cap can leave a split without one)
+    std: float | None
+    quantiles: tuple[float, float, float] | None  # 10th, 50th, 90th percentile
     histogram: tuple[int, ...]
 
 
@@ -232,7 +232,7 @@ def _hit(acts: Activations, origin, values, words, labels, i: int) -> WordHit:
 
 def _distribution(label: str, values: np.ndarray, edges: np.ndarray) -> LabelDistribution:
     if not len(values):
-        return LabelDistribution(label, 0, float("nan"), float("nan"), (float("nan"),) * 3, (0,) * (len(edges) - 1))
+        return LabelDistribution(label, 0, None, None, None, (0,) * (len(edges) - 1))
     counts, _ = np.histogram(values, bins=edges)
     q10, q50, q90 = (float(q) for q in np.percentile(values, [10, 50, 90]))
     return LabelDistribution(label, len(values), float(values.mean()), float(values.std()), (q10, q50, q90),

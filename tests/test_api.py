@@ -66,6 +66,12 @@ def test_a_ks_list_without_d_is_scored_with_d(planted):
         nb.score(nb.rank("probeless", planted), planted, scorers=["probe_acc"], ks=[1, 100])
 
 
+def test_the_configs_ks_lose_their_ks_above_d_as_in_a_job():
+    acts = nb.load("planted_single", "planted", [*PLANTED, "ks=null"]).activations(0)  # the reference grid, to 500
+    scores = nb.score(nb.rank("probeless", acts), acts, scorers=["probe_acc"])
+    assert scores["k"].dropna().tolist() == [1, 2, 3, 5, 10, 20, 30, 50, 64]
+
+
 def test_a_neuron_set_is_scored_at_its_size(planted):
     truth = [n for group in planted.source.truth for n in sorted(group)]
     as_set = nb.score(truth, planted, scorers=["probe_acc", "ablation"])

@@ -181,3 +181,6 @@ def test_cli_writes_the_pages(tmp_path, capsys):
     assert data["ranking"][:2] == [63, 62]  # the saved ranking, named after its job folder's method
     assert neurons_cli(["task=planted_single", *PLANTED, "--layer", "0", "--neuron", "1"]) == 2
     assert "error: give task=<name> and model=<name>" in capsys.readouterr().err
+    assert neurons_cli(["task=planted_single", "model=planted", *PLANTED, "--layer", "0", "--method", "probeless",
+                        "--sentence", "the dogs ."]) == 2
+    assert "error: --sentence goes with --neuron" in capsys.readouterr().err
