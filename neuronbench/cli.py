@@ -55,9 +55,9 @@ def main(argv: list[str]) -> int:
                                    "task=templated_number model=minilm_l6")
         single_threaded_blas()
         rest = [item for item in args.overrides if item.split("=", 1)[0] not in given]
-        acts = load(given["task"], given["model"], rest).activations(args.layer, args.site)
         if args.sentence and not args.neuron:
             raise NeuronbenchError("--sentence goes with --neuron: a ranking's page shows no activation map")
+        acts = load(given["task"], given["model"], rest).activations(args.layer, args.site)
         if args.neuron:
             paths = [path for neuron in args.neuron for path in write_pages(
                 neuron_view(acts, neuron, top=args.words, sentences=args.sentence), args.out)]

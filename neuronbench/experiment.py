@@ -39,6 +39,11 @@ def _checked_name(group: str, name: str) -> str:
     return name
 
 
+def sentence_words(sentence: str | list[str]) -> list[str]:
+    """A free sentence's words: a string split on whitespace, or the word list as given."""
+    return sentence.split() if isinstance(sentence, str) else [str(word) for word in sentence]
+
+
 def load(task: str, model: str, overrides: list[str] = ()) -> Experiment:
     """A task and a model by their conf/ names (`nb.load("templated_number", "minilm_l6")`), with any other
     Hydra overrides of the `neuronbench` command line (`overrides=["seed=1", "task.concept=Plur"]`).
@@ -72,7 +77,7 @@ class Experiment:
             cfg = self.cfg.copy()
             OmegaConf.update(cfg, "sites", [site], merge=False)
             OmegaConf.update(cfg, "layers", [layer], merge=False)
-            check_config(cfg)  # an unknown site, or a layer the model lacks, fails here with the valid ones
+            check_config(cfg)  # the rest of what a job checks first: scorers, seed, pooling, ks, device, caps
             source = planted_source(self.task, cfg) if isinstance(self.task, PlantedData) else extracted_source(
                 self.task, cfg)
             if (site, layer) not in source.layers:
@@ -181,8 +186,7 @@ class Activations:
         """Activations of every word of free sentences (a string is split on whitespace), NaN for a word without
         one: the sentences are a corpus of their own for the extractor, extracted once, then read from the cache."""
         self._real_task()
-        words = [sentence.split() if isinstance(sentence, str) else [str(w) for w in sentence]
-                 for sentence in sentences]
+        words = [sentence_words(sentence) for sentence in sentences]
         if not words or not all(words):
             raise NeuronbenchError("text_activations: give a non-empty list of non-empty sentences")
         digest = hashlib.sha256("\n".join("\t".join(w) for w in words).encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ import numpy as np
 from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.run import task_form
-from neuronbench.experiment import Activations
+from neuronbench.experiment import Activations, sentence_words
 
 CONTEXT_WORDS = 6  # words of sentence shown on each side of a top word
 MAP_SENTENCES = 6  # sentences an activation map shows by default: those of the top words
@@ -172,8 +172,7 @@ def activation_map(acts: Activations, neuron: int, sentences) -> tuple[SentenceM
             maps[i] = _sentence_map(split, index, words, values[:, neuron])
     if text:
         for (i, sentence), values in zip(text, acts.text_activations([s for _, s in text])):
-            words = sentence.split() if isinstance(sentence, str) else [str(w) for w in sentence]
-            maps[i] = _sentence_map(None, None, words, values[:, neuron])
+            maps[i] = _sentence_map(None, None, sentence_words(sentence), values[:, neuron])
     return tuple(maps)
 
 
