@@ -119,12 +119,16 @@ def _text(value: str) -> Cell:
 
 
 def _hits_table(hits: tuple[WordHit, ...]) -> str:
-    """Keyword in context: the left context right-aligned against the word, as a concordance shows it."""
-    headers = [("#", "ascending"), ("left context", "ascending"), ("word", "ascending"),
-               ("right context", "ascending"), ("activation", "descending"), ("label", "ascending"),
-               ("n", "descending"), ("mean", "descending"), ("split · sentence", "ascending")]
-    rows = [[_number(i, str(i)), Cell(h.left, h.left), _text(h.word), _text(h.right), _number(h.activation),
-             _text(h.label), _number(h.count, str(h.count)), _number(h.mean),
+    """Keyword in context: the left context right-aligned against the word, as a concordance shows it (a planted
+    task's words have no sentence, so no context columns)."""
+    context = any(h.sentence is not None for h in hits)
+    headers = [("#", "ascending"), *([("left context", "ascending")] if context else []), ("word", "ascending"),
+               *([("right context", "ascending")] if context else []), ("activation", "descending"),
+               ("label", "ascending"), ("n", "descending"), ("mean", "descending"),
+               ("split · sentence" if context else "split", "ascending")]
+    rows = [[_number(i, str(i)), *([Cell(h.left, h.left)] if context else []), _text(h.word),
+             *([_text(h.right)] if context else []), _number(h.activation), _text(h.label),
+             _number(h.count, str(h.count)), _number(h.mean),
              _text(h.split if h.sentence is None else f"{h.split} · {h.sentence}")]
             for i, h in enumerate(hits, 1)]
     return _table(headers, rows)

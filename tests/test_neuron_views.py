@@ -47,6 +47,8 @@ def test_a_planted_neuron_fires_on_its_class(planted, label):
     means = {d.label: d.mean for d in view.distribution}
     assert max(means, key=means.get) == name
     assert view.maps == () and all(hit.sentence is None and hit.left == "" for hit in view.top)
+    header = parsed(nb.neuron_page(view)).tables[0][0]
+    assert header == ["#", "word", "activation", "label", "n", "mean", "split"]  # no sentences, no context columns
 
 
 def test_distribution_counts_are_the_label_counts(planted):
