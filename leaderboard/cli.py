@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     pack_cmd = sub.add_parser("pack", help="a results folder's records (with agreement and costs) -> one Parquet file")
     pack_cmd.add_argument("out", type=Path, help="e.g. leaderboard/published/<board>/records.parquet")
     pack_cmd.add_argument("--results", type=Path, default=Path("results"))
+    pack_cmd.add_argument("--merge", action="store_true",
+                          help="keep OUT's task runs that the results folder lacks (a board run over sessions)")
     _add_submission_commands(sub)
     args, extra = parser.parse_known_args(argv)  # score's overrides may follow its options (argparse stops early)
     if extra and (args.command != "score" or not all("=" in item for item in extra)):
@@ -94,7 +96,7 @@ def _add_submission_commands(sub) -> None:
 
 
 def _pack(args) -> int:
-    path = pack(args.results, args.out)
+    path = pack(args.results, args.out, args.merge)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
     return 0
 

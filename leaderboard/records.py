@@ -49,12 +49,28 @@ def board_records(results: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return merged, costs
 
 
-def pack(results: Path, out: Path) -> Path:
+TASK_RUN = ["task", "concept", "model"]  # what `pack --merge` replaces whole: every seed of a task on a model
+
+
+def pack(results: Path, out: Path, merge: bool = False) -> Path:
     """A board's records in one compact Parquet file (`table`: records, with the agreement rows computed from
-    the rankings, or costs), so a board can be rebuilt or re-aggregated without the rankings or a rerun."""
+    the rankings, or costs), so a board can be rebuilt or re-aggregated without the rankings or a rerun.
+
+    `merge` grows an existing `out` instead: its rows of the (task, concept, model) runs that `results` has none
+    of are kept, the others replaced by `results`' rows. A board run over several sessions (whose results folders
+    do not outlive them) is packed after each, the remaining tasks run in the next. A run is replaced whole,
+    because `stab_seed` compares the rankings of all its seeds: a task stopped between seeds is rerun in full.
+    """
     merged, costs = board_records(results)
     tables = [merged.assign(table="records")] + ([costs.assign(table="costs")] if costs is not None else [])
     frame = pd.concat(tables, ignore_index=True)
+    if merge and Path(out).exists():
+        earlier = pd.read_parquet(out)
+        fresh = pd.MultiIndex.from_frame(frame[TASK_RUN].astype(str))
+        kept = earlier[~pd.MultiIndex.from_frame(earlier[TASK_RUN].astype(str)).isin(fresh)]
+        log.info("pack --merge: kept %d of %d earlier rows (%d task runs), %d rows from %s", len(kept), len(earlier),
+                 len(kept[TASK_RUN].astype(str).drop_duplicates()), len(frame), results)
+        frame = pd.concat([kept, frame], ignore_index=True)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False, compression="zstd")
     atomic_write_bytes(Path(out), buffer.getvalue())

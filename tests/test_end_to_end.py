@@ -75,6 +75,14 @@ def test_jobs_records_rankings_board_and_resume(tmp_path, caplog):
     for suffix in (".md", ".csv", ".html"):
         assert rebuilt.with_suffix(suffix).read_text() == board.with_suffix(suffix).read_text(), suffix
 
+    earlier = pd.read_parquet(packed)
+    earlier.assign(task="templated_tense").to_parquet(packed)  # as if an earlier session had run another task
+    merged = pd.read_parquet(pack(tmp_path / "results", packed, merge=True))
+    assert sorted(merged["task"].unique()) == ["templated_number", "templated_tense"]
+    assert len(merged) == 2 * len(earlier)
+    again = pd.read_parquet(pack(tmp_path / "results", packed, merge=True))  # a rerun task is replaced, not added
+    pd.testing.assert_frame_equal(again, merged)
+
 
 def test_cli_rejects_unknown_config_name(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "method=no_such_method",
