@@ -7,6 +7,7 @@ a probe fitted for one scorer (the top-k probe of `probe_acc`, say) serves the o
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -28,7 +29,7 @@ class FittedProbe:
     probe: LogisticProbe
     columns: np.ndarray  # the live columns it reads
     dev_accuracy: float
-    test_accuracy: float
+    test_correct: np.ndarray  # per test word: did the probe predict its class (what the test bootstrap resamples)
 
 
 class LayerData:
@@ -36,7 +37,7 @@ class LayerData:
     Gaussian accuracies, ablated accuracies) serve every ranking of the cell and die with it."""
 
     def __init__(self, X: dict[str, np.ndarray], examples: Examples, where: str = "layer",
-                 truth: tuple[frozenset[int], ...] | None = None, context=None):
+                 truth: tuple[frozenset[int], ...] | None = None, context=None, resamples: np.ndarray | None = None):
         train = check_activations(X["train"], f"{where} train")
         mean, std = train.mean(axis=0, dtype=np.float64), train.std(axis=0, dtype=np.float64)
         self.live = live_neurons(std)
@@ -50,9 +51,12 @@ class LayerData:
         self.context = context  # bench.intervene.ModelContext at this cell, for model-level scorers
         self.raw_train = train  # raw train activations: model-level scorers read site statistics
         self.n_neurons = train.shape[1]
+        # (B, n_test) weight of each test word in each bootstrap resample of the test sentences (test_resamples)
+        self.resamples = resamples
+        self.replicating = False  # inside `replicated()`: test accuracies are (1 + B,) arrays, point first
         self._probes: dict = {}  # (target, columns) -> FittedProbe
-        self._gaussian: dict = {}  # (target, columns) -> test accuracy
-        self._ablated: dict = {}  # (kept?, columns) -> test accuracy of the masked all-neuron probe
+        self._gaussian: dict = {}  # (target, columns) -> per-word test correctness
+        self._ablated: dict = {}  # (kept?, columns) -> per-word test correctness of the masked all-neuron probe
 
     @staticmethod
     def _memo(memo: dict, key, compute):
@@ -76,8 +80,8 @@ class LayerData:
             fitted, _ = fit_select(self.Z["train"][:, cols], self.labels("train", target),
                                    self.Z["dev"][:, cols], self.labels("dev", target),
                                    self.examples.n_classes, **({"tol": SUBSET_GTOL} if subset else {}))
-            dev, test = (accuracy(fitted, self.Z[s][:, cols], self.labels(s, target)) for s in ("dev", "test"))
-            return FittedProbe(fitted, cols, dev, test)
+            dev = accuracy(fitted, self.Z["dev"][:, cols], self.labels("dev", target))
+            return FittedProbe(fitted, cols, dev, fitted.predict(self.Z["test"][:, cols]) == self.labels("test", target))
 
         return self._memo(self._probes, self._key(cols, target), fit)
 
@@ -89,9 +93,33 @@ class LayerData:
     def _key(cols: np.ndarray, target) -> tuple:
         return target, hashlib.sha1(cols.tobytes()).digest()
 
+    @contextmanager
+    def replicated(self):
+        """Within it, every test accuracy is an array: the accuracy, then its value on each of the B resamples
+        of the test sentences (the probes are not refitted: the interval covers test sampling, E.1). Scorers
+        that only add, subtract and average accuracies then give their bootstrap replicates unchanged."""
+        if self.resamples is None:
+            raise NeuronbenchError("this cell has no test resamples (test_bootstrap = 0)")
+        self.replicating = True
+        try:
+            yield self
+        finally:
+            self.replicating = False
+
+    def _test_estimate(self, correct: np.ndarray):
+        """The test accuracy of per-word correctness `correct`: a float, or (1 + B,) replicates in `replicated()`."""
+        point = float(np.mean(correct))
+        if not self.replicating:
+            return point
+        return np.concatenate([[point], self.resamples @ correct.astype(np.float32) / self._resample_words])
+
+    @cached_property
+    def _resample_words(self) -> np.ndarray:
+        return self.resamples.sum(axis=1)
+
     def retrained_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Test accuracy of a probe retrained on `columns` alone."""
-        return self.probe(columns, target).test_accuracy
+        return self._test_estimate(self.probe(columns, target).test_correct)
 
     def dev_accuracy(self, columns: np.ndarray, target: str = "task") -> float:
         """Dev accuracy of the same memoized probe (the accuracy its C was chosen by)."""
@@ -106,16 +134,16 @@ class LayerData:
         """
         cols = self._live_columns(columns)
 
-        def fit() -> float:
+        def fit() -> np.ndarray:
             if len(cols) == 0:
-                return self.majority(target)
+                return self.labels("test", target) == np.bincount(self.labels("train", target)).argmax()
             live = np.flatnonzero(self.live)
             log_posterior = gaussian_log_posterior(
                 self.Z["train"][:, live], self.labels("train", target), self.Z["test"][:, live],
                 np.searchsorted(live, cols), self.examples.n_classes)
-            return float(np.mean(np.argmax(log_posterior, axis=1) == self.labels("test", target)))
+            return np.argmax(log_posterior, axis=1) == self.labels("test", target)
 
-        return self._memo(self._gaussian, self._key(cols, target), fit)
+        return self._test_estimate(self._memo(self._gaussian, self._key(cols, target), fit))
 
     def ablated_accuracy(self, columns: np.ndarray, kept: bool) -> float:
         """Test accuracy of the all-neuron probe with only `columns` kept (`kept`), or only they removed, the
@@ -128,14 +156,14 @@ class LayerData:
         """
         cols = self._live_columns(columns)
 
-        def compute() -> float:
+        def compute() -> np.ndarray:
             fitted = self.probe(np.arange(self.n_neurons))
             where = np.searchsorted(fitted.columns, cols)
             part = self._live_test[:, where] @ fitted.probe.W[:, where].T
             logits = part + fitted.probe.b if kept else self._full_logits - part
-            return float(np.mean(predict_from_logits(logits, fitted.probe.n_classes) == self.labels("test")))
+            return predict_from_logits(logits, fitted.probe.n_classes) == self.labels("test")
 
-        return self._memo(self._ablated, self._key(cols, kept), compute)
+        return self._test_estimate(self._memo(self._ablated, self._key(cols, kept), compute))
 
     @cached_property
     def _full_logits(self) -> np.ndarray:

@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import Callable
@@ -41,8 +41,8 @@ from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
 from bench.models import SITES, LoadedModel, load_model, matched_layers, resolve_device, site_layers
 from bench.progress import duration, eta
-from bench.scorers import Score, checked_ks, get_scorer, is_count, k_grid, needs_model
-from bench.seeds import cell_rng
+from bench.scorers import TEST_BOOTSTRAP, Score, checked_ks, get_scorer, is_count, k_grid, needs_model
+from bench.seeds import cell_rng, cluster_resamples
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,8 @@ def job_dir(cfg: DictConfig, method_name: str) -> Path:
 
 
 # The config keys that shape a job's records (paths, verbosity and batch size do not).
-RECORD_KEYS = ("task", "model", "method", "seed", "sites", "layers", "depths", "pooling", "scorers", "ks", "bootstrap")
+RECORD_KEYS = ("task", "model", "method", "seed", "sites", "layers", "depths", "pooling", "scorers", "ks", "bootstrap",
+               "test_bootstrap")
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -458,6 +459,9 @@ def check_config(cfg: DictConfig) -> None:
         raise NeuronbenchError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}, or null for the "
                                f"model's default ({cfg.model.pooling})")
     checked_ks(cfg.ks)  # k > D is dropped per layer by k_grid, which refuses ks with no k <= D
+    for key in ("bootstrap", "test_bootstrap"):
+        if not is_count(cfg.get(key, 0)):
+            raise NeuronbenchError(f"{key}={cfg.get(key)!r}: expected a non-negative number of resamples (0: none)")
     job_device(cfg)  # device=cuda on a machine without one fails before any work
     caps = cfg.task.get("max_words")
     if caps is not None and not isinstance(caps, Mapping):
@@ -512,12 +516,13 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
     groups = (None if not cfg.get("bootstrap")  # train sentence ids, what stab_boot resamples
               else np.arange(len(examples.y["train"])) if isinstance(task, PlantedData)  # planted words are iid
               else word_refs(task.sentences["train"], examples.index["train"])[:, 0])
+    resamples = test_resamples(cfg, task, examples)
     for done, (site, layer) in enumerate(source.layers):
         t0 = time.perf_counter()
         cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
         X = source.load(site, layer)
         cell_context = context.at(site, layer) if context is not None else None
-        data = LayerData(X, examples, where=cell, truth=source.truth, context=cell_context)
+        data = LayerData(X, examples, where=cell, truth=source.truth, context=cell_context, resamples=resamples)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
         ks = k_grid(data.n_neurons, cfg.ks)
         scored: dict[bytes, tuple[str, list[tuple[str, Score]], dict]] = {}  # ranking -> first method, rows, times
@@ -555,8 +560,9 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
                     "other": None, "chance": None, "k": None}
             job.costs += [{**base, "metric": "cost_time_s", "value": seconds},
                           {**base, "metric": "cost_peak_mem_b", "value": peak}]
-            job.records += [{**base, "metric": score.metric, "k": score.k, "value": score.value,
-                             "chance": score.chance} for _, score in scores]
+            job.records += [{**base, "metric": score.metric, "k": score.k, "value": score.value, "chance": score.chance,
+                             **({} if score.interval is None else dict(zip(("ci_low", "ci_high"), score.interval)))}
+                            for _, score in scores]
             job.timings.append({"site": site, "layer": layer, "seconds": round(time.perf_counter() - t_method, 3),
                                 "scorers_s": scorer_s,
                                 **({"same_ranking_as": first} if first != job.name else {})})
@@ -571,16 +577,48 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
     return folders
 
 
+def test_resamples(cfg: DictConfig, task, examples: Examples) -> np.ndarray | None:
+    """The job's test-sentence resamples (`test_bootstrap` of them; None for 0). They are drawn per (task,
+    concept, seed), not per model, layer or method: every value of a corpus shares them, so differences
+    between methods keep their pairing (reference addendum E.1, common random numbers)."""
+    if not cfg.get("test_bootstrap"):
+        return None
+    groups = (np.arange(len(examples.y["test"])) if isinstance(task, PlantedData)  # planted words are iid
+              else word_refs(task.sentences["test"], examples.index["test"])[:, 0])
+    return cluster_resamples(groups, int(cfg.test_bootstrap),
+                             cell_rng(cfg.seed, cfg.task.name, cfg.task.get("concept"), "test_bootstrap"))
+
+
 def score_cell(ranking: np.ndarray, data: LayerData, ks: list[int], scorers, seed: int,
                key: tuple) -> tuple[list[tuple[str, Score]], dict[str, float]]:
     """Every scorer on one ranking: (scorer, score) rows in scorer order and each scorer's seconds. Each
-    scorer's generator depends on the cell, not the method, so every ranking of a cell meets the same draws."""
+    scorer's generator depends on the cell, not the method, so every ranking of a cell meets the same draws.
+    A TEST_BOOTSTRAP scorer runs once more on the cell's test resamples, from the memoized probes, for the
+    intervals of its values."""
     rows, seconds = [], {}
     for name in scorers:
         t_scorer = time.perf_counter()
-        rows += [(name, score) for score in get_scorer(name)(ranking, data, ks, cell_rng(seed, *key, name))]
+        scorer = get_scorer(name)
+        scores = scorer(ranking, data, ks, cell_rng(seed, *key, name))
+        if data.resamples is not None and name in TEST_BOOTSTRAP:
+            with data.replicated():
+                scores = [with_interval(score, replicates) for score, replicates
+                          in zip(scores, scorer(ranking, data, ks, cell_rng(seed, *key, name)), strict=True)]
+        rows += [(name, score) for score in scores]
         seconds[name] = round(time.perf_counter() - t_scorer, 3)
     return rows, seconds
+
+
+def with_interval(score: Score, replicated: Score) -> Score:
+    """`score` with the 95% percentile interval of its bootstrap replicates (`replicated.value[1:]`); a value
+    that is no function of test accuracies (a chance level) stays without one."""
+    if replicated.metric != score.metric or replicated.k != score.k:
+        raise NeuronbenchError(f"replicated scores out of step: {replicated.metric}@{replicated.k} for "
+                               f"{score.metric}@{score.k}")
+    if np.ndim(replicated.value) == 0:
+        return score
+    low, high = np.percentile(np.asarray(replicated.value[1:], dtype=np.float64), [2.5, 97.5])
+    return replace(score, interval=(float(low), float(high)))
 
 
 def write_job(job: MethodJob, examples: Examples, task, timing: dict) -> None:

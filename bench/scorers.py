@@ -28,6 +28,7 @@ class Score:
     k: int | None
     value: float
     chance: float | None = None
+    interval: tuple[float, float] | None = None  # 95% percentile interval over test-sentence resamples (E.1)
 
 
 def is_count(value, least: int = 0) -> bool:
@@ -58,12 +59,15 @@ def k_grid(n_neurons: int, ks=None) -> list[int]:
     return sorted(kept | {n_neurons})
 
 
-def log_area(ks: list[int], values: list[float]) -> float:
-    """Trapezoid area over ln k, divided by ln D, so small k weighs as much as large k."""
+def log_area(ks: list[int], values: list):
+    """Trapezoid area over ln k, divided by ln D, so small k weighs as much as large k. Values that are
+    bootstrap replicate arrays (LayerData.replicated) give the area of each replicate."""
     x = np.log(np.asarray(ks, dtype=np.float64))
     if len(ks) < 2 or x[-1] == x[0]:
-        return float(values[-1])
+        return values[-1]
     y = np.asarray(values, dtype=np.float64)
+    if y.ndim > 1:
+        return np.stack([log_area(ks, column) for column in y.T])
     return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
 
 
@@ -161,10 +165,10 @@ def ablation(ranking, data: LayerData, ks, rng) -> list[Score]:
         for name, chosen in sets.items():
             scores.append(Score(f"ablate_keep_{name}", k, data.ablated_accuracy(chosen, kept=True)))
             scores.append(Score(f"ablate_drop_{name}", k, acc_all - data.ablated_accuracy(chosen, kept=False)))
-        keep_random = np.mean([data.ablated_accuracy(r, kept=True) for r in randoms])
-        drop_random = np.mean([acc_all - data.ablated_accuracy(r, kept=False) for r in randoms])
-        scores.append(Score("ablate_keep_random", k, float(keep_random)))
-        scores.append(Score("ablate_drop_random", k, float(drop_random)))
+        keep_random = np.mean([data.ablated_accuracy(r, kept=True) for r in randoms], axis=0)
+        drop_random = np.mean([acc_all - data.ablated_accuracy(r, kept=False) for r in randoms], axis=0)
+        scores.append(Score("ablate_keep_random", k, keep_random))  # np.float64 (a float) or replicates
+        scores.append(Score("ablate_drop_random", k, drop_random))
     return scores
 
 
@@ -192,6 +196,11 @@ SCORERS: dict[str, Callable] = {"probe_acc": probe_acc, "selectivity": selectivi
                                 "min_subset": min_subset,
                                 "ablation": ablation,
                                 "planted": planted}
+
+
+# Scorers whose values are sums, differences and means of test accuracies, so that run under
+# LayerData.replicated() they give each value's bootstrap replicates over test sentences (the runner's intervals).
+TEST_BOOTSTRAP = frozenset({"probe_acc", "selectivity", "probe_acc_gaussian", "selectivity_gaussian", "ablation"})
 
 
 def scorer_registry() -> dict[str, Callable]:
