@@ -1,6 +1,6 @@
 """The scorers' own meta-evaluation (reference-causal-and-uncertainty.md#validity-report): on cells with a planted
 ground truth, how well each scorer orders the methods as the truth does, how often it separates them beyond
-noise, and whether it puts `random` last.
+noise, and whether it puts `random` below every method the truth puts above it.
 
 Scorers are read as the headline reads them (leaderboard.headline: one value per family and cell, an area over
 ln k) and, for the per-k view, at one k. The truth is `planted_rprec`, the share of the planted set G found in
@@ -32,8 +32,10 @@ def scorer_values(records: pd.DataFrame, k: int) -> pd.DataFrame:
 def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
     """One row per scorer: `gt_tau` (mean Kendall tau_b with the truth over planted cells and seeds, each seed a
     new planted layer) and its bootstrap interval over them, `disc_power` (share of (cell, method pair) the scorer separates by NOISE_SE seed standard errors of
-    the paired difference), `random_last` (share of cells where `random` is last or within that noise of last),
-    the cells used, and `validated` (the tau interval above 0 and random last in at least 90% of cells)."""
+    the paired difference), `random_last` (share of cells where `random` is below, or within that noise of, every
+    method whose truth is above random's: a method that finds less of G than random, such as a variance ranking on
+    variance-confounded decoys, may rightly score below it), the cells used, and `validated` (the tau interval above
+    0 and random last in at least 90% of cells)."""
     columns = ["scorer", "gt_tau", "low", "high", "disc_power", "random_last", "cells", "validated"]
     truth = records[records["metric"] == TRUTH][[*UNIT_KEYS, *METHOD_KEYS, "seed", "value"]].rename(
         columns={"value": "truth"})
@@ -49,12 +51,14 @@ def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: 
                            if len(cell) >= 3 and cell["score"].nunique() > 1 and cell["truth"].nunique() > 1])
         separated = pairs = 0
         last = []
-        for _, cell in part.groupby(UNIT_KEYS, dropna=False):
+        truths = {unit_key(unit): cell for unit, cell in joined.groupby(UNIT_KEYS, dropna=False)}
+        for unit, cell in part.groupby(UNIT_KEYS, dropna=False):
             per_seed = cell.pivot_table(index="seed", columns=METHOD_KEYS, values="value", aggfunc="mean")
             hits, total = separations(per_seed)
             separated, pairs = separated + hits, pairs + total
-            if ("builtin", BASELINE) in per_seed.columns:
-                last.append(random_is_last(per_seed))
+            above = above_random(truths.get(unit_key(unit), joined.iloc[:0]))
+            if ("builtin", BASELINE) in per_seed.columns and above:
+                last.append(random_is_last(per_seed[[("builtin", BASELINE), *above]]))
         low = high = np.nan
         if len(taus) >= MIN_UNITS:
             draws = rng.choice(taus, size=(n_boot, len(taus))).mean(axis=1)
@@ -79,6 +83,20 @@ def separations(per_seed: pd.DataFrame) -> tuple[int, int]:
     return int((np.abs(mean[upper]) > NOISE_SE * se[upper]).sum()), len(upper[0])
 
 
+def unit_key(unit: tuple) -> tuple:
+    """A groupby key with its nulls (a task without concept) as None, so that two groupings' keys compare equal."""
+    return tuple(None if pd.isna(part) else part for part in unit)
+
+
+def above_random(cell: pd.DataFrame) -> list[tuple]:
+    """The methods (METHOD_KEYS tuples) of one cell whose mean truth over seeds is above `random`'s; [] when the
+    cell has no `random`."""
+    truth = cell.groupby(METHOD_KEYS)["truth"].mean()
+    if ("builtin", BASELINE) not in truth.index:
+        return []
+    return [method for method, value in truth.items() if value > truth[("builtin", BASELINE)]]
+
+
 def random_is_last(per_seed: pd.DataFrame) -> bool:
     """`random`'s mean is the lowest of the cell, or within NOISE_SE seed standard errors of the lowest other."""
     baseline = per_seed[("builtin", BASELINE)]
@@ -97,7 +115,9 @@ def render_validity(table: pd.DataFrame, k: int) -> str:
              f"On planted cells (the truth is `{TRUTH}`): `gt_tau` is the mean Kendall tau_b between a scorer's order "
              "of the methods and the truth's, over planted cells and seeds (each seed a new planted layer), with a 95% bootstrap interval; `disc_power` the "
              f"share of method pairs it separates by {NOISE_SE:g} seed standard errors of the paired difference; "
-             "`random_last` the share of cells where `random` is last or within that noise of last. A scorer is "
+             "`random_last` the share of cells where `random` is below, or within that noise of, every method whose "
+             "truth is above random's (a method that finds less of the planted set than random may score below it). "
+             "A scorer is "
              "`validated` when its tau interval is above 0 and `random_last` >= 0.9. Families are the headline's "
              f"(areas over ln k); `@{k}` rows are one k.", "",
              "| scorer | gt_tau | 95% CI | disc_power | random_last | cells × seeds | validated |",

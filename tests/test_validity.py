@@ -46,3 +46,18 @@ def test_few_cells_give_no_interval_and_no_truth_gives_an_empty_report():
     assert table["low"].isna().all() and not table["validated"].any()
     no_truth = planted_records()
     assert validity(no_truth[no_truth["metric"] != "planted_rprec"]).empty
+
+
+def test_random_need_only_beat_nothing_the_truth_puts_below_it():
+    """A decoy-picking method that finds less of the planted set than random may score below random; one the truth
+    puts above random may not."""
+    def scored(decoy_truth: float):
+        records = planted_records()
+        decoy = records[records["method"] == "c"].assign(method="decoy")
+        decoy.loc[decoy["metric"] == "planted_rprec", "value"] = decoy_truth
+        decoy.loc[decoy["metric"] == "probe_acc", "value"] = 0.3  # below random's 0.5 in every cell
+        return validity(pd.concat([records, decoy], ignore_index=True)).set_index("scorer").loc["probe"]
+
+    assert scored(decoy_truth=0.0)["random_last"] == 1.0  # tied with random by the truth: no violation
+    below = scored(decoy_truth=0.5)
+    assert below["random_last"] == 0.0 and not below["validated"]
