@@ -24,7 +24,7 @@ from bench.extract import _first_words, extract, word_validity
 from bench.intervene import ModelContext, model_context, word_refs
 from bench.layer import LayerData
 from bench.models import site_layers
-from bench.run import Cell, CellSource, _load_task, check_config, extracted_source, planted_source
+from bench.run import Cell, CellSource, _load_task, check_config, extracted_source, planted_source, test_resamples
 from leaderboard.submission import compose_config
 
 
@@ -167,7 +167,8 @@ class Activations:
     @cached_property
     def layer_data(self) -> LayerData:
         """The scorers' view of the cell (z-scored with train statistics, probe fits memoized across calls)."""
-        return LayerData(self.X, self.examples, where=self.name, truth=self.source.truth, context=self.model_context)
+        return LayerData(self.X, self.examples, where=self.name, truth=self.source.truth, context=self.model_context,
+                         resamples=test_resamples(self.cfg, self.experiment.task, self.examples))
 
     def sentence_activations(self, split: str, sentence_ids) -> list[np.ndarray]:
         """Activations (words x neurons) of every word of the task's sentences `sentence_ids` of `split`, NaN

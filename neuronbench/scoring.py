@@ -14,7 +14,7 @@ from bench.run import score_cell
 from bench.scorers import checked_ks, get_scorer, k_grid
 from neuronbench.experiment import Activations
 
-COLUMNS = ("scorer", "metric", "k", "value", "chance")
+COLUMNS = ("scorer", "metric", "k", "value", "chance", "ci_low", "ci_high")  # ci: test-sentence bootstrap, 95%
 
 
 def score(neurons, acts: Activations, scorers: list[str] | None = None, ks: list[int] | None = None) -> pd.DataFrame:
@@ -52,7 +52,8 @@ def score(neurons, acts: Activations, scorers: list[str] | None = None, ks: list
         grid = [len(chosen)]
         ranking = np.concatenate([chosen, np.setdiff1d(np.arange(d), chosen)])
     rows, _ = score_cell(ranking, acts.layer_data, grid, names, int(acts.cfg.seed), acts.key)
-    frame = pd.DataFrame([(name, s.metric, s.k, s.value, s.chance) for name, s in rows], columns=list(COLUMNS))
+    frame = pd.DataFrame([(name, s.metric, s.k, s.value, s.chance, *(s.interval or (np.nan, np.nan)))
+                          for name, s in rows], columns=list(COLUMNS))
     if len(chosen) < d:
         frame = frame[(frame["k"] == len(chosen)) & ~frame["metric"].str.contains("bottom")]
     return frame.astype({"k": "Int64"}).reset_index(drop=True)
