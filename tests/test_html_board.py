@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from leaderboard.board import summarize
-from leaderboard.html import _nice_ticks, render_html
+from leaderboard.html import _nice_ticks, _spaced, render_html
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 EVIL = '<img src=x onerror="document.title=1">&amp;'
@@ -25,22 +25,23 @@ PROVENANCE = {
 STRENGTH = {"lca": 0.9, "probeless": 0.8, "random": 0.3}
 
 
-def curve(strength: float, k: int, seed: int) -> float:
+def curve(strength: float, k: int, seed: int, width: int = KS[-1]) -> float:
     """An accuracy that rises with k and with the method's strength; seeds differ slightly."""
-    return 0.5 + 0.45 * strength * (k / 64) ** 0.3 + 0.01 * seed
+    return 0.5 + 0.45 * strength * (k / width) ** 0.3 + 0.01 * seed
 
 
-def method_rows(task: str, method: str, strength: float, source: str = "builtin") -> list[dict]:
+def method_rows(task: str, method: str, strength: float, source: str = "builtin", ks: tuple = KS) -> list[dict]:
     rows = []
     for layer in (0, 1):
         for seed in (0, 1):
-            base = {**PROVENANCE, "task": task, "method": method, "source": source, "layer": layer, "seed": seed}
-            values = [curve(strength, k, seed) for k in KS]
-            rows += [{**base, "metric": "probe_acc", "k": k, "value": v, "chance": 0.5} for k, v in zip(KS, values)]
+            base = {**PROVENANCE, "task": task, "method": method, "source": source, "layer": layer, "seed": seed,
+                    "n_neurons": ks[-1]}
+            values = [curve(strength, k, seed, ks[-1]) for k in ks]
+            rows += [{**base, "metric": "probe_acc", "k": k, "value": v, "chance": 0.5} for k, v in zip(ks, values)]
             rows += [{**base, "metric": "selectivity", "k": k, "value": v - 0.5, "chance": 0.0}
-                     for k, v in zip(KS, values)]
-            rows += [{**base, "metric": "ablate_drop_top", "k": k, "value": 0.02 * strength * k ** 0.5} for k in KS]
-            rows += [{**base, "metric": "ablate_drop_random", "k": k, "value": 0.005 * k ** 0.5} for k in KS]
+                     for k, v in zip(ks, values)]
+            rows += [{**base, "metric": "ablate_drop_top", "k": k, "value": 0.02 * strength * k ** 0.5} for k in ks]
+            rows += [{**base, "metric": "ablate_drop_random", "k": k, "value": 0.005 * k ** 0.5} for k in ks]
             rows += [{**base, "metric": "probe_auc", "k": None, "value": sum(values) / len(values), "chance": 0.5},
                      {**base, "metric": "acc_all", "k": None, "value": 0.97, "chance": 0.5},
                      {**base, "metric": "majority", "k": None, "value": 0.5}]
@@ -265,3 +266,144 @@ def test_page_in_chromium(browser, page, tmp_path):
     assert shot.stat().st_size > 20_000
     if os.environ.get("NEURONBENCH_SCREENSHOT"):
         shutil.copy(shot, os.environ["NEURONBENCH_SCREENSHOT"])
+
+
+# --- a board with as many methods as the benchmark has ------------------------------------------------------------
+
+# 27 methods and the baseline, in an order unlike the alphabet; the submission adds a long name to fit in the margins.
+CROWD = ("sparse_l1", "anova_f", "ap2", "probeless", "ig_probe", "mi_hist", "cluster_rep", "mi", "probeless_ovr",
+         "gaussian", "meanselect", "linear_meanw", "lca", "lasso", "ap", "iou_prev", "pca_load", "ica_load",
+         "mean_abs", "ridge", "variance", "linreg", "nmf_load", "noreg", "maxcorr", "ablate_single", "iou")
+LONG_NAME = "a_submitted_method_with_a_rather_long_name"
+DENSE_KS = (1, 3, 10, 30, 100, 300, 600, 768)  # 600 and 768 lie 13 px apart on the axis: 600 stays unlabelled
+
+
+@pytest.fixture(scope="module")
+def crowded_page(tmp_path_factory) -> str:
+    rows = []
+    for task in ("alpha", "beta"):
+        for rank, method in enumerate(CROWD):
+            rows += method_rows(task, method, 0.95 - 0.02 * rank, ks=DENSE_KS)
+        rows += method_rows(task, "random", 0.3, ks=DENSE_KS)
+    rows += method_rows("alpha", LONG_NAME, 0.5, source="submission:team", ks=DENSE_KS)
+    rows += jaccard_rows("alpha", [("builtin", method) for method in (*CROWD, "random")])
+    costs = pd.DataFrame([{**PROVENANCE, "task": "alpha", "method": method, "layer": 0, "seed": 0, "k": None,
+                           "metric": metric, "value": value}
+                          for rank, method in enumerate((*CROWD, "random"))
+                          for metric, value in (("cost_time_s", 10.0 ** (rank / 4 - 4)),
+                                                ("cost_peak_mem_b", 2.0 ** (20 + rank / 3)))])
+    page = render_html(summarize(pd.DataFrame(rows)), costs)
+    path = tmp_path_factory.mktemp("crowded") / "leaderboard.html"
+    path.write_text(page, encoding="utf-8")
+    return path.as_uri()
+
+
+# Per chart: the methods whose curves are displayed, with the stroke colour their line is drawn in.
+VISIBLE_SERIES = """
+return Array.from(document.querySelectorAll("figure svg")).filter(svg => svg.querySelector(".series"))
+  .map(svg => Array.from(svg.querySelectorAll(".series"))
+    .filter(g => getComputedStyle(g).display !== "none")
+    .map(g => [g.dataset.m, getComputedStyle(g.querySelector(".line")).stroke]));
+"""
+
+# Every text of every chart as the four corners of its box on screen (rotated labels included), then each pair whose
+# boxes intersect (separating-axis test on convex quadrilaterals) and each text reaching outside its chart.
+TEXT_CLASHES = """
+function corners(text) {
+  var b = text.getBBox(), m = text.getScreenCTM();
+  return [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height]]
+    .map(p => [m.a * p[0] + m.c * p[1] + m.e, m.b * p[0] + m.d * p[1] + m.f]);
+}
+function apart(p, q) {
+  for (const poly of [p, q]) {
+    for (let i = 0; i < 4; i++) {
+      const a = poly[i], b = poly[(i + 1) % 4], axis = [a[1] - b[1], b[0] - a[0]];
+      const pp = p.map(v => v[0] * axis[0] + v[1] * axis[1]), qq = q.map(v => v[0] * axis[0] + v[1] * axis[1]);
+      const len = Math.hypot(axis[0], axis[1]);
+      if (Math.max(...pp) <= Math.min(...qq) + 0.5 * len || Math.max(...qq) <= Math.min(...pp) + 0.5 * len) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+var clashes = [], outside = [];
+document.querySelectorAll("figure svg").forEach(function (svg, chart) {
+  var frame = svg.getBoundingClientRect();
+  var boxes = Array.from(svg.querySelectorAll("text")).map(t => [t.textContent, corners(t)]);
+  boxes.forEach(function (box, i) {
+    if (box[1].some(v => v[0] < frame.left - 0.5 || v[0] > frame.right + 0.5 || v[1] < frame.top - 0.5
+                         || v[1] > frame.bottom + 0.5)) { outside.push([chart, box[0]]); }
+    for (var j = i + 1; j < boxes.length; j++) {
+      if (!apart(box[1], boxes[j][1])) { clashes.push([chart, box[0], boxes[j][0]]); }
+    }
+  });
+});
+return [clashes, outside];
+"""
+
+
+def legend_boxes(browser, legend: int = 0) -> list:
+    return browser.find_elements("css selector", ".legend")[legend].find_elements("css selector", "input")
+
+
+def test_legend_ticks_show_and_hide_a_method_on_every_chart(browser, crowded_page):
+    browser.get(crowded_page)
+    opening = browser.execute_script(VISIBLE_SERIES)
+    assert len(opening) == 2 * 3  # 3 curve metrics per task
+    top = [box.get_attribute("value") for box in legend_boxes(browser)[:8]]  # both tasks rank like CROWD
+    assert all({m for m, _ in chart} == {*top, baseline_id(browser)} for chart in opening)
+    legend_boxes(browser, legend=1)[0].click()  # beta's legend hides sparse_l1 from alpha's charts too
+    hidden = browser.execute_script(VISIBLE_SERIES)
+    assert all({m for m, _ in chart} == {*top[1:], baseline_id(browser)} for chart in hidden)
+    assert not legend_boxes(browser, legend=0)[0].is_selected()
+    legend_boxes(browser, legend=0)[0].click()
+    assert browser.execute_script(VISIBLE_SERIES) == opening  # back, in the colour it had
+
+
+def baseline_id(browser) -> str:
+    return browser.find_element("css selector", ".legend label.baseline input").get_attribute("value")
+
+
+def test_shown_methods_never_share_a_colour(browser, crowded_page):
+    browser.get(crowded_page)
+    boxes = legend_boxes(browser)
+    assert len(boxes) == len(CROWD) + 2  # and the baseline and the submission (alpha's legend)
+    for box in boxes:  # tick every box in turn: the first two beyond the palette's ten are refused
+        if not box.is_selected():
+            box.click()
+        for chart in browser.execute_script(VISIBLE_SERIES):
+            methods = [m for m, _ in chart if m != baseline_id(browser)]
+            colours = [colour for m, colour in chart if m != baseline_id(browser)]
+            assert len(set(colours)) == len(colours) == len(methods) <= 10
+            assert "rgb(140, 140, 140)" not in colours  # the baselines' grey
+    shown = [box for box in boxes if box.is_selected()]
+    assert len(shown) == 10 + 1
+    assert all(not box.is_enabled() for box in boxes if not box.is_selected())
+    assert "every colour is taken" in browser.find_element("css selector", ".legend .count").text
+    shown[3].click()  # a freed colour goes to the next method ticked
+    freed = [box for box in boxes if not box.is_selected() and box.is_enabled()]
+    assert len(freed) == len(boxes) - 10
+    browser.find_element("css selector", ".legend button[data-pick=none]").click()
+    assert browser.execute_script(VISIBLE_SERIES) == [[]] * 6
+    browser.find_elements("css selector", ".legend button[data-pick=top]")[1].click()
+    assert [len(chart) for chart in browser.execute_script(VISIBLE_SERIES)] == [8 + 1] * 6
+
+
+def test_no_text_overlaps_or_leaves_its_chart(browser, page, crowded_page, tmp_path):
+    path = tmp_path / "leaderboard.html"
+    path.write_text(page, encoding="utf-8")
+    for uri in (path.as_uri(), crowded_page):
+        browser.get(uri)
+        clashes, outside = browser.execute_script(TEXT_CLASHES)
+        assert clashes == [] and outside == []
+    ticks = browser.execute_script(
+        "return Array.from(document.querySelector('figure svg').querySelectorAll('text')).map(t => t.textContent)")
+    assert "768" in ticks and "300" in ticks and "600" not in ticks  # too close to 768 for a label of its own
+
+
+def test_close_ticks_are_left_unlabelled():
+    position = {1: 0, 10: 100, 100: 200, 600: 278, 768: 290}.get
+    assert _spaced([1, 10, 100, 600, 768], position) == [1, 10, 100, 768]
+    assert _spaced([1, 10], {1: 0, 10: 10}.get) == [10]
+    assert _spaced([5], position) == [5]
