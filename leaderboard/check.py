@@ -4,10 +4,15 @@ A change that silently alters a method's ranking or a scorer's numbers moves the
 (design.md#leaderboard); CI runs the check after the tests. In the golden folder, `check.yaml` states the cells,
 the methods (and which are skipped, with why) and the tolerances; `golden.json` holds each method's ranking prefix
 and scores per cell. Every number comes from bench.run.run_methods, the path of a real benchmark run.
+
+A method author's repository uses the same machinery on its own golden folder: its check.yaml's `method_dir` names
+the folder of its conf/method-style configs, `check --golden <folder> --update` writes its golden.json, and its CI
+runs `check --golden <folder>` or, from pytest, `assert_matches_golden(<folder>)` (leaderboard/README.md).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -20,9 +25,8 @@ from omegaconf import OmegaConf
 
 from bench.agreement import jaccard
 from bench.cache import atomic_write_bytes
-from bench.cli import CONF_DIR
 from bench.errors import NeuronbenchError
-from bench.run import ranking_file, run_methods, task_form
+from bench.run import METHOD_CONFIGS, ranking_file, run_methods, task_form
 from leaderboard.submission import compose_config
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 SPEC_FILE = "check.yaml"
 GOLDEN_FILE = "golden.json"
+REQUIRED_KEYS = ("seed", "top", "cells", "tolerance")
 
 
 @dataclass(frozen=True)
@@ -49,35 +54,60 @@ class Comparison:
 
 
 def load_spec(golden_dir: Path = GOLDEN_DIR) -> dict:
-    """check.yaml of a golden folder, as plain containers."""
+    """check.yaml of a golden folder, as plain containers; its `method_dir` made absolute (it is relative to the
+    golden folder, so a check runs the same from any working directory)."""
     path = Path(golden_dir) / SPEC_FILE
     if not path.is_file():
-        raise NeuronbenchError(f"{path} is missing; copy leaderboard/golden/{SPEC_FILE} and adapt it")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        raise NeuronbenchError(f"{path} is missing; copy leaderboard/golden/{SPEC_FILE} (or the short one in "
+                               "leaderboard/README.md) and adapt it")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    missing = [key for key in REQUIRED_KEYS if not isinstance(spec, dict) or key not in spec]
+    if missing:
+        raise NeuronbenchError(f"{path}: missing keys {missing} (see leaderboard/golden/{SPEC_FILE})")
+    if spec.get("method_dir") is not None:
+        spec["method_dir"] = str((path.parent / spec["method_dir"]).resolve())
+    return spec
 
 
 def method_configs(spec: dict, names: list[str] | None = None) -> dict[str, dict]:
-    """The configs of the checked methods: conf/method/<name>.yaml or check.yaml's `method_configs`, with its
-    `method_overrides` applied. `names` picks a subset; by default `methods` in check.yaml (`all` = every
-    conf/method config not under `skip`)."""
+    """The configs of the checked methods: <method_dir>/<name>.yaml (default neuronbench's conf/method) or
+    check.yaml's `method_configs`, with its `method_overrides` applied. `names` picks a subset; by default `methods`
+    in check.yaml (`all` = every config in the method folder not under `skip`, and every `method_configs` entry).
+    Each config's class must import, so a missing package fails here, before any work, naming the config."""
     inline = spec.get("method_configs") or {}
     skip = spec.get("skip") or {}
+    folder = Path(spec.get("method_dir") or METHOD_CONFIGS)
+    if not folder.is_dir():
+        raise NeuronbenchError(f"check: method_dir {folder} (from {SPEC_FILE}) is not a folder")
     wanted = names if names is not None else spec.get("methods", "all")
     if wanted == "all":
-        wanted = [path.stem for path in sorted((CONF_DIR / "method").glob("*.yaml")) if path.stem not in skip]
+        wanted = [path.stem for path in sorted(folder.glob("*.yaml")) if path.stem not in skip]
         wanted += [name for name in inline if name not in wanted]
     configs = {}
     for name in wanted:
-        path = CONF_DIR / "method" / f"{name}.yaml"
+        path = folder / f"{name}.yaml"
         if name in inline:
-            params = dict(inline[name])
+            params, where = dict(inline[name]), f"{SPEC_FILE} method_configs.{name}"
         elif path.is_file():
-            params = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+            params, where = OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path)
         else:
-            raise NeuronbenchError(f"check: unknown method {name!r}: no conf/method/{name}.yaml and no entry in "
-                                   f"{SPEC_FILE}'s method_configs")
+            raise NeuronbenchError(f"check: unknown method {name!r}: no {path} and no entry in {SPEC_FILE}'s "
+                                   "method_configs")
+        _check_target(params, where)
         configs[name] = {**params, **(spec.get("method_overrides") or {}).get(name, {})}
     return configs
+
+
+def _check_target(params, where: str) -> None:
+    target = params.get("_target_") if isinstance(params, dict) else None
+    if not isinstance(target, str) or "." not in target:
+        raise NeuronbenchError(f"{where}: needs `_target_: package.module.Class`, the method's class")
+    module, _, name = target.rpartition(".")
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise NeuronbenchError(f"{where}: _target_ {target} does not import ({err}); install the package that "
+                               "holds it (pip install -e .) or put its folder on PYTHONPATH") from None
 
 
 def cell_id(task: str, concept, model: str, site: str, layer: int, seed: int) -> str:
@@ -112,8 +142,10 @@ def fresh_results(spec: dict, configs: dict[str, dict]) -> dict[str, dict[str, d
     return results
 
 
-def compare(golden: dict, fresh: dict, spec: dict) -> list[Comparison]:
-    """Every fresh (cell, method) against its golden, with check.yaml's tolerances."""
+def compare(golden: dict, fresh: dict, spec: dict,
+            update: str = "neuronbench-board check --update") -> list[Comparison]:
+    """Every fresh (cell, method) against its golden, with check.yaml's tolerances; `update` is the command that
+    records a missing golden."""
     tolerance = spec["tolerance"]
     k = int(tolerance["jaccard_k"])
     comparisons = []
@@ -123,8 +155,7 @@ def compare(golden: dict, fresh: dict, spec: dict) -> list[Comparison]:
             old = golden.get(cell, {}).get(method)
             if old is None:
                 comparisons.append(Comparison(method, cell, k, None, (), (
-                    "no golden for this method and cell: run `neuronbench-board check --update` and commit "
-                    f"{GOLDEN_FILE}",)))
+                    f"no golden for this method and cell: run `{update}` and commit {GOLDEN_FILE}",)))
                 continue
             overlap = jaccard(np.asarray(old["top"]), np.asarray(result["top"]), k)
             failures = []
@@ -203,7 +234,16 @@ def check(golden_dir: Path = GOLDEN_DIR, methods: list[str] | None = None, updat
     stale = [] if not full else [
         f"{method} on {cell}" for cell, results in sorted(golden.items()) for method in sorted(results)
         if method not in configs or cell not in fresh]
-    comparisons = compare(golden, fresh, spec)
+    command = "neuronbench-board check" + ("" if golden_dir == GOLDEN_DIR else f" --golden {golden_dir}")
+    comparisons = compare(golden, fresh, spec, update=f"{command} --update")
     lines = report(comparisons, stale)
     return all(c.ok for c in comparisons) and not stale, lines
+
+
+def assert_matches_golden(golden_dir: Path, methods: list[str] | None = None) -> None:
+    """The check of a golden folder as a pytest assertion, for a method author's own test suite: fails with the
+    report's lines (which method moved on which cell, and how far). Goldens are written by `check --update`."""
+    passed, lines = check(Path(golden_dir), methods=methods)
+    if not passed:
+        raise AssertionError("golden check failed:\n" + "\n".join(lines))
 
