@@ -14,7 +14,7 @@ The only model-side code besides `bench.extract`. It serves the model-based rank
   with a final norm is that norm's output (transformers ties `hidden_states[-1]` to
   `last_hidden_state`); site `mlp` layer l = input of block l's FFN output projection.
 - `run_with_edit` returns the final-layer pooled representation of every target word under an `Edit`
-  (none, mean/zero ablation, clamp, translation); `FinalHead` reads them.
+  (none, mean/zero ablation, clamp, translation, scaling); `FinalHead` reads them.
 - `ablation_sweep` and `integrated_gradients` batch many edits of one sentence batch at once by
   replicating it along the batch axis. A batch of one sentence is replicated *inside* the hook, so
   the layers below the edited one run once per forward instead of once per replicate; a batch of
@@ -59,7 +59,7 @@ HIDDEN_BLOCKS = {
     "llama": ("layers.{i}", "norm"),
     "xlnet": ("layer.{i}", None),
 }
-EDIT_MODES = ("set", "add")
+EDIT_MODES = ("set", "add", "scale")
 # Causal LMs whose logits are `last_hidden_state @ input_embedding.T` when the config ties the output
 # embedding to the input one: GPT2LMHeadModel and LlamaForCausalLM apply a bias-free, unscaled lm_head to
 # the already final-normed last_hidden_state (ln_f / norm run inside the base model AutoModel loads).
@@ -252,7 +252,8 @@ def edit_hook(loaded: LoadedModel, site: str, layer: int, positions, fn: Callabl
 
 @dataclass(frozen=True, eq=False)
 class Edit:
-    """What happens to neurons `neurons` at the edited pieces: `set` to `values` or `add` `values`.
+    """What happens to neurons `neurons` at the edited pieces: `set` to `values`, `add` `values` or `scale` them
+    by `values`.
 
     `values` is (k,) for all words or (N, k) per target word (rows in `ModelInputs` word order).
     """
@@ -291,6 +292,11 @@ class Edit:
         """Add `delta` ((k,) or per word (N, k)), e.g. α_S ⊙ (q_S(v') − q_S(v))."""
         return cls("add", neurons, delta)
 
+    @classmethod
+    def scale(cls, neurons, factors) -> Edit:
+        """Multiply by `factors` ((k,) or one for all): each piece keeps its own sign and relative size."""
+        return cls("scale", neurons, factors)
+
     def apply(self, values: torch.Tensor, word_of_piece: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Edited copy of the (P, D) activations of pieces whose word (ModelInputs order) is given."""
         out = values.clone()
@@ -302,6 +308,8 @@ class Edit:
             new = new[torch.as_tensor(word_of_piece, dtype=torch.long, device=values.device)]
         if self.mode == "set":
             out[:, cols] = new
+        elif self.mode == "scale":
+            out[:, cols] *= new
         else:
             out[:, cols] += new
         return out
