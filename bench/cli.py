@@ -79,6 +79,10 @@ def main() -> None:
         from neuronbench.cli import main as neurons
 
         raise SystemExit(neurons(sys.argv[2:]))
+    if sys.argv[1:2] == ["manipulate"]:  # `neuronbench manipulate <overrides> --layer L ...`: output before/after
+        from neuronbench.cli import manipulate_main
+
+        raise SystemExit(manipulate_main(sys.argv[2:]))
     app()  # run_methods pins BLAS to one thread, here and in launcher workers
 
 

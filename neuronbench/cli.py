@@ -1,7 +1,10 @@
-"""`neuronbench neurons`: write the neuron views of one cell as HTML pages with their JSON, from the shell.
+"""`neuronbench neurons`: write the neuron views of one cell as HTML pages with their JSON, from the shell;
+`neuronbench manipulate`: edit neurons on a sentence and print the model's output before and after.
 
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --method probeless --top 6
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --neuron 276 --sentence "the dogs are here ."
+    neuronbench manipulate task=templated_number model=smollm2_135m --layer 15 --site mlp --method lca --count 10 \
+        --edit zero --sentence "The keys to the cabinet" --at 1 --compare is are
 
 Words after the options are Hydra overrides of the `neuronbench` command line (task= and model= are needed; seed=,
 cache_dir=, task.concept= and the rest as for a job). Pages land under --out in the layout of
@@ -11,20 +14,23 @@ cache_dir=, task.concept= and the rest as for a job). Pages land under --out in 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
 from leaderboard.submission import read_ranking
-from neuronbench.experiment import load
+from neuronbench.experiment import Experiment, load
+from neuronbench.manipulate import TOKENS, manipulate
 from neuronbench.pages import write_pages
 from neuronbench.ranking import rank
 from neuronbench.views import neuron_view, ranking_view
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="neuronbench neurons", description=__doc__.split("\n\n")[0],
+    cli = argparse.ArgumentParser(prog="neuronbench neurons",
+                                  description="Write the neuron views of one cell as HTML pages with their JSON.",
                                   epilog="Pages are self-contained: open them from disk, no network needed.")
     cli.add_argument("overrides", nargs="*", help="Hydra overrides: task=<name> model=<name> [seed=..] [...]")
     cli.add_argument("--layer", type=int, required=True, help="layer index (hidden: 0 = embeddings .. L)")
@@ -47,17 +53,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_intermixed_args(argv)
-    given = dict(item.split("=", 1) for item in args.overrides if "=" in item and item.split("=", 1)[0] in
-                 ("task", "model"))
     try:
-        if set(given) != {"task", "model"}:
-            raise NeuronbenchError("give task=<name> and model=<name>, e.g. "
-                                   "task=templated_number model=minilm_l6")
-        single_threaded_blas()
-        rest = [item for item in args.overrides if item.split("=", 1)[0] not in given]
         if args.sentence and not args.neuron:
             raise NeuronbenchError("--sentence goes with --neuron: a ranking's page shows no activation map")
-        acts = load(given["task"], given["model"], rest).activations(args.layer, args.site)
+        acts = _experiment(args.overrides).activations(args.layer, args.site)
         if args.neuron:
             paths = [path for neuron in args.neuron for path in write_pages(
                 neuron_view(acts, neuron, top=args.words, sentences=args.sentence), args.out)]
@@ -73,6 +72,81 @@ def main(argv: list[str]) -> int:
         return 2
     for path in paths:
         print(path)
+    return 0
+
+
+def _experiment(overrides: list[str]) -> Experiment:
+    """The task and model of `task=<name> model=<name>`, the other overrides applied (the model loads lazily)."""
+    given = dict(item.split("=", 1) for item in overrides if "=" in item and item.split("=", 1)[0] in
+                 ("task", "model"))
+    if set(given) != {"task", "model"}:
+        raise NeuronbenchError("give task=<name> and model=<name>, e.g. task=templated_number model=minilm_l6")
+    single_threaded_blas()
+    return load(given["task"], given["model"], [item for item in overrides if item.split("=", 1)[0] not in given])
+
+
+def manipulate_parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(
+        prog="neuronbench manipulate", description=(
+            "Edit a set of neurons of one cell at the words of a sentence (--at; default all) and print the model's "
+            "output before and after: a decoder's next-token distribution (--next, --compare) and greedy continuation (--tokens), an "
+            "encoder's frozen final-layer head (the causal scorers' head, fitted on the task) at every word."),
+        epilog="Generated tokens are not edited; they read the edited words through attention. From Python: "
+               "nb.manipulate (README, From Python).")
+    cli.add_argument("overrides", nargs="*", help="Hydra overrides: task=<name> model=<name> [seed=..] [...]")
+    cli.add_argument("--layer", type=int, required=True, help="layer index (hidden: 0 = embeddings .. L)")
+    cli.add_argument("--site", default="hidden", help="hidden (default) or mlp")
+    which = cli.add_mutually_exclusive_group(required=True)
+    which.add_argument("--neuron", type=int, action="append", help="a neuron to edit (repeat for several)")
+    which.add_argument("--method", help="a conf/method name: edit the --count top neurons of its ranking")
+    cli.add_argument("--count", type=int, help="with --method: how many top neurons (default 10)")
+    cli.add_argument("--edit", type=_edit_arg, default="zero",
+                     help="zero (default), mean (each neuron's mean over the task's train words), clamp=<value> or "
+                          "scale=<factor>")
+    cli.add_argument("--sentence", required=True, help="the sentence, words separated by spaces")
+    cli.add_argument("--at", type=int, action="append",
+                     help="edit only at word I of the sentence (0-based; repeat for several; default every word)")
+    cli.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                     help="decoders: two next words of one token each (e.g. is are): their probabilities and the "
+                          "logit difference A - B")
+    cli.add_argument("--next", type=int, default=5, help="decoders: most probable next tokens shown (default 5)")
+    cli.add_argument("--tokens", type=int, default=None,
+                     help=f"decoders: tokens of greedy continuation (default {TOKENS})")
+    cli.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    return cli
+
+
+def _edit_arg(text: str):
+    if text in ("zero", "mean"):
+        return text
+    kind, _, number = text.partition("=")
+    try:
+        if kind in ("clamp", "scale"):
+            return kind, float(number)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: expected zero, mean, clamp=<value> or scale=<factor>")
+
+
+def manipulate_main(argv: list[str]) -> int:
+    args = manipulate_parser().parse_intermixed_args(argv)
+    try:
+        if args.method is None and args.count is not None:
+            raise NeuronbenchError("--count goes with --method: the neurons given with --neuron are edited")
+        exp = _experiment(args.overrides)
+        if args.method:
+            acts, count = exp.activations(args.layer, args.site), 10 if args.count is None else args.count
+            if not 1 <= count <= acts.n_neurons:
+                raise NeuronbenchError(f"--count {count}: {acts.name} has neurons 1..{acts.n_neurons} to take")
+            source, neurons, cell = acts, rank(args.method, acts)[:count], {}
+        else:
+            source, neurons, cell = exp, args.neuron, {"layer": args.layer, "site": args.site}
+        result = manipulate(source, args.sentence, neurons, edit=args.edit, at=args.at, compare=args.compare,
+                            top=args.next, tokens=args.tokens, **cell)
+    except NeuronbenchError as err:
+        print(f"neuronbench manipulate: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_dict(), indent=1) if args.json else result)
     return 0
 
 

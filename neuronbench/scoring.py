@@ -59,16 +59,19 @@ def score(neurons, acts: Activations, scorers: list[str] | None = None, ks: list
     return frame.astype({"k": "Int64"}).reset_index(drop=True)
 
 
-def _neurons(neurons, d: int) -> np.ndarray:
-    """`neurons` as distinct int64 indices below d, or one error saying what is wrong."""
+def _neurons(neurons, d: int, where: str = "score", empty: bool = False) -> np.ndarray:
+    """`neurons` as distinct int64 indices below d (none at all only if `empty`), or one error, prefixed with
+    `where`, saying what is wrong."""
     array = np.asarray(neurons)
+    if empty and array.shape == (0,):
+        return array.astype(np.int64)
     if array.ndim != 1 or not len(array):
-        raise NeuronbenchError(f"score: expected a 1-D list of neuron indices, got shape {array.shape}")
+        raise NeuronbenchError(f"{where}: expected a 1-D list of neuron indices, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
-        raise NeuronbenchError(f"score: neuron indices must be integers, got dtype {array.dtype}")
+        raise NeuronbenchError(f"{where}: neuron indices must be integers, got dtype {array.dtype}")
     if array.min() < 0 or array.max() >= d:
-        raise NeuronbenchError(f"score: neuron {array.min() if array.min() < 0 else array.max()} is outside the "
+        raise NeuronbenchError(f"{where}: neuron {array.min() if array.min() < 0 else array.max()} is outside the "
                                f"layer's {d} neurons (0..{d - 1})")
     if len(np.unique(array)) != len(array):
-        raise NeuronbenchError("score: a neuron appears twice; a ranking or a set lists each neuron once")
+        raise NeuronbenchError(f"{where}: a neuron appears twice; a ranking or a set lists each neuron once")
     return array.astype(np.int64)
