@@ -89,10 +89,12 @@ def _add_submission_commands(sub) -> None:
     export_cmd.add_argument("--author", action="append", default=[], help="repeatable")
     for field in ("contact", "url", "description"):
         export_cmd.add_argument(f"--{field}", default="")
-    check_cmd = sub.add_parser("check", help="rerun built-in methods on fixed cells; compare with the goldens")
-    check_cmd.add_argument("--golden", type=Path, default=GOLDEN_DIR, help="folder with check.yaml and golden.json")
+    check_cmd = sub.add_parser("check", help="rerun methods on fixed cells; compare with the goldens (the built-in "
+                                             "ones, or yours: leaderboard/README.md)")
+    check_cmd.add_argument("--golden", type=Path, default=GOLDEN_DIR,
+                           help="folder with check.yaml and golden.json (yours: its method_dir names your configs)")
     check_cmd.add_argument("--methods", help="comma-separated subset (default: check.yaml's `methods`)")
-    check_cmd.add_argument("--update", action="store_true", help="rewrite golden.json from this run")
+    check_cmd.add_argument("--update", action="store_true", help="write or rewrite golden.json from this run")
 
 
 def _pack(args) -> int:
