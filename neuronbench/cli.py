@@ -3,6 +3,7 @@
 
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --method probeless --top 6
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --neuron 276 --sentence "the dogs are here ."
+    neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --method probeless --concepts
     neuronbench manipulate task=templated_number model=smollm2_135m --layer 15 --site mlp --method lca --count 10 \
         --edit zero --sentence "The keys to the cabinet" --at 1 --compare is are
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
 from leaderboard.submission import read_ranking
+from neuronbench.concepts import corpus_concepts
 from neuronbench.experiment import Experiment, load
 from neuronbench.manipulate import TOKENS, manipulate
 from neuronbench.pages import write_pages
@@ -46,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--sentence", action="append", default=None,
                      help="a sentence for the activation map of each --neuron page (repeat for several; default: "
                           "the sentences of the neuron's top words)")
+    cli.add_argument("--concepts", action="store_true",
+                     help="add concept search to each neuron's page: the labels of every task on the corpus it "
+                          "detects, and its compositional explanation (nb.concept_search)")
     cli.add_argument("--out", default="results/neuron_pages",
                      help="folder the pages go to (default results/neuron_pages)")
     return cli
@@ -57,16 +62,18 @@ def main(argv: list[str]) -> int:
         if args.sentence and not args.neuron:
             raise NeuronbenchError("--sentence goes with --neuron: a ranking's page shows no activation map")
         acts = _experiment(args.overrides).activations(args.layer, args.site)
+        concepts = corpus_concepts(acts) if args.concepts else None
         if args.neuron:
             paths = [path for neuron in args.neuron for path in write_pages(
-                neuron_view(acts, neuron, top=args.words, sentences=args.sentence), args.out)]
+                neuron_view(acts, neuron, top=args.words, sentences=args.sentence, concepts=concepts), args.out)]
         else:
             if args.method:
                 ranking, name = rank(args.method, acts), args.name or args.method
             else:
                 ranking = read_ranking(args.ranking, acts.n_neurons)
                 name = args.name or _method_of(args.ranking)
-            paths = write_pages(ranking_view(acts, ranking, method=name, top=args.top, words=args.words), args.out)
+            paths = write_pages(ranking_view(acts, ranking, method=name, top=args.top, words=args.words,
+                                             concepts=concepts), args.out)
     except NeuronbenchError as err:
         print(f"neuronbench neurons: error: {err}", file=sys.stderr)
         return 2

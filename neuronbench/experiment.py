@@ -216,3 +216,13 @@ class Activations:
             values[valid[row]] = cache.read_words(entry, split, self.site, self.layer, row[valid[row]])
             out.append(values)
         return out
+
+
+def checked_neuron(acts: Activations, neuron) -> int:
+    """`neuron` as an int index of the cell's neurons, or one error naming the valid range."""
+    if not isinstance(acts, Activations):
+        raise NeuronbenchError(f"expected the Activations of a cell (nb.load(...).activations(layer)), got "
+                               f"{type(acts).__name__}")
+    if isinstance(neuron, bool) or not isinstance(neuron, (int, np.integer)) or not 0 <= neuron < acts.n_neurons:
+        raise NeuronbenchError(f"neuron {neuron!r}: {acts.name} has neurons 0..{acts.n_neurons - 1}")
+    return int(neuron)

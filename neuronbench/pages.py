@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.cache import atomic_write_bytes
 from leaderboard.board import format_number
 from leaderboard.html import CSS, PALETTE, SCRIPT, Cell, _nice_ticks, _number, _svg, _table, _tick
+from neuronbench.concepts import ConceptSearch
 from neuronbench.views import LabelDistribution, NeuronView, RankingView, WordHit
 
 PAGE_CSS = """
@@ -23,6 +24,8 @@ PAGE_CSS = """
 .cards{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 .card{border:1px solid #e3e3e3;border-radius:4px;padding:.4em .6em;background:#fff;width:330px}
 .card h3{margin:.2em 0 .4em}.card table{font-size:.8em}
+.formula{font-family:ui-monospace,monospace;font-size:1.05em;background:#f6f6f6;padding:.3em .5em;border-radius:3px}
+.card .formula{font-size:.95em;display:block;margin:.3em 0;overflow-wrap:anywhere}.card p.context{font-size:.8em}
 """
 POSITIVE, NEGATIVE = (214, 39, 40), (31, 119, 180)  # red for activation above 0, blue below
 HIST_WIDTH, HIST_HEIGHT = 520, 250
@@ -78,6 +81,8 @@ def neuron_page(view: NeuronView) -> str:
             f'<div class="figures"><figure>{_histogram(view, HIST_WIDTH, HIST_HEIGHT)}{_legend(view.distribution)}'
             "<figcaption>Share of each label's words per activation bin.</figcaption></figure>"
             f"<div>{_distribution_table(view.distribution)}</div></div>"]
+    if view.concepts is not None:
+        body += _concepts_section(view.concepts)
     if view.maps:
         body += ['<h2 id="map">Activation map</h2>',
                  f"<p class=note>Each word shaded by the neuron's activation, against ±{view.scale:.3g} (the largest "
@@ -102,7 +107,8 @@ def ranking_page(view: RankingView, links: dict[int, str] | None = None) -> str:
         cards.append(f'<div class="card" data-neuron="{neuron.neuron}"><h3>{name}</h3>'
                      + _words_table(neuron.top[:CARD_WORDS], "top words")
                      + _words_table(neuron.bottom[:CARD_WORDS // 2], "bottom words")
-                     + _histogram(neuron, *SMALL_HIST) + _legend(neuron.distribution) + "</div>")
+                     + _histogram(neuron, *SMALL_HIST) + _legend(neuron.distribution)
+                     + (_card_concepts(neuron.concepts) if neuron.concepts is not None else "") + "</div>")
     body = [f"<h1>{escape(title)}</h1><p class=note>{intro}</p>", f'<div class="cards">{"".join(cards)}</div>']
     return _document(title, body)
 
@@ -145,6 +151,48 @@ def _distribution_table(distribution: tuple[LabelDistribution, ...]) -> str:
     rows = [[_text(d.label), _number(d.count, str(d.count)), _number(d.mean), _number(d.std),
              *(_number(q) for q in d.quantiles or (None,) * 3)] for d in distribution]
     return _table(headers, rows)
+
+
+def _concepts_section(search: ConceptSearch) -> list[str]:
+    """Concept search: the explanation with its held-out IoU beside the best single atom's and the best control
+    atom's, the final beam, and every label of the corpus's tasks ranked."""
+    e = search.explanation
+    rule = "x > 0" if e.alpha is None else f"x > {e.threshold:.4g}, the train quantile 1 − {e.alpha:g}"
+    intro = (f"On means {escape(rule)}: {e.on_train:.2%} of the {search.n_words['train']} train words and "
+             f"{e.on_test:.2%} of the {search.n_words['test']} test words (every word of the sentences that hold the "
+             "cell's examples). The formula (at most 3 atoms: task labels, frequent word forms, suffixes; AND, OR, "
+             "AND NOT; beam search as Mu &amp; Andreas) is chosen on train words by IoU with the on mask and scored "
+             "on test words, beside the best single atom and the best control-task atom, each chosen on train.")
+    summary = _table([("", "ascending"), ("formula or atom", "ascending"), ("train IoU", "descending"),
+                      ("test IoU", "descending")],
+                     [[_text(kind), _text(name), _number(train), _number(test)] for kind, name, train, test in (
+                         ("explanation", e.formula, e.train_iou, e.test_iou),
+                         ("best atom", e.atom, e.atom_train_iou, e.atom_test_iou),
+                         ("best control atom", e.control, e.control_train_iou, e.control_test_iou))])
+    beam = _table([("formula", "ascending"), ("atoms", "ascending"), ("train IoU", "descending"),
+                   ("test IoU", "descending")],
+                  [[_text(f.formula), _number(f.length, str(f.length)), _number(f.train_iou), _number(f.test_iou)]
+                   for f in e.beam], "final beam")
+    ranked = "AP gain (the ap method's (AP − p)/(1 − p))" if search.by == "ap" else "IoU"
+    labels = _table([("task", "ascending"), ("label", "ascending"), ("test words", "descending"),
+                     ("p", "descending"), ("AP", "descending"), ("AP control", "descending"),
+                     ("AP gain", "descending"), ("IoU", "descending"), ("IoU control", "descending")],
+                    [[_text(c.task), _text(c.label), _number(c.n_test, str(c.n_test)), _number(c.prevalence),
+                      _number(c.ap), _number(c.ap_control), _number(c.ap_gain), _number(c.iou), _number(c.iou_control)]
+                     for c in search.concepts])
+    return ['<h2 id="concepts">Concepts</h2>',
+            f'<p>Explains as <span class="formula">{escape(e.formula)}</span> (test IoU {e.test_iou:.3f}; train '
+            f"{e.train_iou:.3f}).</p>", f"<p class=note>{intro}</p>", summary, beam,
+            f"<p class=note>Every label of every task on the corpus, on test words, ranked by {ranked}; p is the "
+            "label's share of the test words (a random neuron's AP); the control columns are the same label of the "
+            "task's control task (one random label per word type, Hewitt &amp; Liang).</p>", labels]
+
+
+def _card_concepts(search: ConceptSearch) -> str:
+    best, e = search.concepts[0], search.explanation
+    return (f'<p class="context">best label {escape(best.task)}:{escape(best.label)} (AP {format_number(best.ap)}, '
+            f'control {format_number(best.ap_control)}); explains as <span class="formula">{escape(e.formula)}'
+            f"</span>test IoU {e.test_iou:.3f} (best control atom {e.control_test_iou:.3f})</p>")
 
 
 def _colour(index: int) -> str:

@@ -17,7 +17,8 @@ import numpy as np
 from bench.core.types import SPLITS
 from bench.errors import NeuronbenchError
 from bench.run import task_form
-from neuronbench.experiment import Activations, sentence_words
+from neuronbench.concepts import ConceptSearch, CorpusConcepts, concept_search
+from neuronbench.experiment import Activations, checked_neuron, sentence_words
 
 CONTEXT_WORDS = 6  # words of sentence shown on each side of a top word
 MAP_SENTENCES = 6  # sentences an activation map shows by default: those of the top words
@@ -79,6 +80,7 @@ class NeuronView:
     edges: tuple[float, ...]  # shared histogram bin edges
     distribution: tuple[LabelDistribution, ...]
     maps: tuple[SentenceMap, ...]
+    concepts: ConceptSearch | None = None  # concept search, when the view was asked for it
 
     @property
     def scale(self) -> float:
@@ -88,7 +90,8 @@ class NeuronView:
         return max(values, default=0.0) or 1.0
 
     def to_dict(self) -> dict:
-        return {"kind": "neuron", **dataclasses.asdict(self), "scale": self.scale}
+        concepts = None if self.concepts is None else self.concepts.to_dict()
+        return {"kind": "neuron", **dataclasses.asdict(self), "scale": self.scale, "concepts": concepts}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -111,12 +114,13 @@ class RankingView:
 
 
 def neuron_view(acts: Activations, neuron: int, *, top: int = 15, splits: Sequence[str] = SPLITS, bins: int = 30,
-                sentences=None) -> NeuronView:
+                sentences=None, concepts: CorpusConcepts | None = None) -> NeuronView:
     """The views of `neuron` over the examples of `splits`: the `top` highest and lowest word types, the per-label
     distribution, and an activation map over `sentences`: a list of (split, sentence index) pairs of the task,
     or of free sentences (strings or word lists); by default the sentences of the top words. A planted task has
-    words but no sentences: its view has no contexts and no map."""
-    neuron = _checked_neuron(acts, neuron)
+    words but no sentences: its view has no contexts and no map. `concepts=nb.corpus_concepts(acts)` adds the
+    neuron's concept search (`nb.concept_search`), which its page shows as a section."""
+    neuron = checked_neuron(acts, neuron)
     splits = _checked_splits(splits)
     if not (isinstance(top, int) and top >= 1) or not (isinstance(bins, int) and bins >= 1):
         raise NeuronbenchError(f"neuron_view: top={top!r} and bins={bins!r} must be positive integers")
@@ -137,13 +141,15 @@ def neuron_view(acts: Activations, neuron: int, *, top: int = 15, splits: Sequen
                       seed=int(acts.cfg.seed), site=acts.site, layer=acts.layer,
                       neuron=neuron, n_neurons=acts.n_neurons, splits=tuple(splits), n_words=len(values),
                       top=hits["top"], bottom=hits["bottom"], edges=tuple(float(e) for e in edges),
-                      distribution=distribution, maps=maps)
+                      distribution=distribution, maps=maps,
+                      concepts=None if concepts is None else concept_search(acts, neuron, concepts=concepts))
 
 
 def ranking_view(acts: Activations, ranking, *, method: str = "ranking", top: int = 6, words: int = 10,
-                 splits: Sequence[str] = SPLITS) -> RankingView:
+                 splits: Sequence[str] = SPLITS, concepts: CorpusConcepts | None = None) -> RankingView:
     """The `top` first neurons of `ranking` (a permutation of the layer's neurons), each viewed with its
-    `words` highest and lowest word types and its per-label distribution, and the sentences of its top words."""
+    `words` highest and lowest word types and its per-label distribution, and the sentences of its top words
+    (and its concept search, given `concepts=nb.corpus_concepts(acts)`)."""
     order = np.asarray(ranking)
     if order.ndim != 1 or not np.issubdtype(order.dtype, np.integer) or not np.array_equal(
             np.sort(order), np.arange(acts.n_neurons)):
@@ -151,14 +157,14 @@ def ranking_view(acts: Activations, ranking, *, method: str = "ranking", top: in
                                f"{acts.name}, got shape {order.shape}, dtype {order.dtype}")
     if not (isinstance(top, int) and 1 <= top <= acts.n_neurons):
         raise NeuronbenchError(f"ranking_view: top={top!r} must be an integer in 1..{acts.n_neurons}")
-    views = tuple(neuron_view(acts, int(n), top=words, splits=splits) for n in order[:top])
+    views = tuple(neuron_view(acts, int(n), top=words, splits=splits, concepts=concepts) for n in order[:top])
     return RankingView(method=str(method), ranking=tuple(int(n) for n in order), neurons=views)
 
 
 def activation_map(acts: Activations, neuron: int, sentences) -> tuple[SentenceMap, ...]:
     """The neuron's activation on every word of each sentence: (split, sentence index) pairs of the task, or
     free sentences (strings split on whitespace, or word lists), extracted through the model once."""
-    neuron = _checked_neuron(acts, neuron)
+    neuron = checked_neuron(acts, neuron)
     if isinstance(sentences, str) or not isinstance(sentences, Sequence) or not sentences:
         raise NeuronbenchError("activation_map: give a non-empty list of (split, sentence index) pairs or of "
                                "sentences, e.g. [('test', 0), 'the dogs are hungry .']")
@@ -183,15 +189,6 @@ def _is_ref(sentence) -> bool:
 
 def _sentence_map(split, index, words, values) -> SentenceMap:
     return SentenceMap(split, index, tuple(words), tuple(None if np.isnan(v) else float(v) for v in values))
-
-
-def _checked_neuron(acts: Activations, neuron) -> int:
-    if not isinstance(acts, Activations):
-        raise NeuronbenchError(f"expected the Activations of a cell (nb.load(...).activations(layer)), got "
-                               f"{type(acts).__name__}")
-    if isinstance(neuron, bool) or not isinstance(neuron, (int, np.integer)) or not 0 <= neuron < acts.n_neurons:
-        raise NeuronbenchError(f"neuron {neuron!r}: {acts.name} has neurons 0..{acts.n_neurons - 1}")
-    return int(neuron)
 
 
 def _checked_splits(splits) -> list[str]:
