@@ -30,8 +30,7 @@ from bench.score.detection import average_precision_per_class, mask_iou, on_thre
 from bench.score.formulas import BEAM, MAX_LENGTH, atom_ious, beam_search, iou
 from bench.seeds import cell_rng
 from leaderboard.submission import compose_config
-from neuronbench.experiment import Activations, config_names
-from neuronbench.views import _checked_neuron
+from neuronbench.experiment import Activations, checked_neuron, config_names
 from tasks.lexical import SUFFIXES, suffix_of
 
 log = logging.getLogger(__name__)
@@ -306,7 +305,7 @@ def concept_search(acts: Activations, neuron: int, *, concepts: CorpusConcepts |
 
     `alpha`: on = x > quantile_{1−α} of the neuron's train values (0.005, the `iou` method's), or None for x > 0.
     Pass `concepts=nb.corpus_concepts(acts)` to reuse one cell's atoms across neurons."""
-    neuron = _checked_neuron(acts, neuron)
+    neuron = checked_neuron(acts, neuron)
     if by not in ("ap", "iou"):
         raise NeuronbenchError(f"by={by!r}: rank the labels by 'ap' or 'iou'")
     concepts = corpus_concepts(acts) if concepts is None else concepts
@@ -370,11 +369,11 @@ def explain(acts: Activations, neurons, *, concepts: CorpusConcepts | None = Non
     """One row per neuron (e.g. `ranking[:10]`, a ranking's top 10): the label it detects best (by AP gain) with
     its control value, and its compositional explanation with train and test IoU, beside the best single atom's
     and the best control atom's test IoU. The corpus's atoms are built once for all the neurons."""
-    chosen = [neurons] if isinstance(neurons, (int, np.integer)) else list(np.asarray(neurons).reshape(-1))
+    chosen = np.asarray(neurons).reshape(-1).tolist()  # Python ints: an error shows the neuron as given
     if not chosen:
         raise NeuronbenchError("explain: give a neuron or a non-empty list of neurons, e.g. ranking[:10]")
     for neuron in chosen:
-        _checked_neuron(acts, neuron)
+        checked_neuron(acts, neuron)
     concepts = corpus_concepts(acts) if concepts is None else concepts
     rows = []
     for position, neuron in enumerate(chosen, 1):
