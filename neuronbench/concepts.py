@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,6 @@ from leaderboard.submission import compose_config
 from neuronbench.experiment import Activations, checked_neuron, config_names
 from tasks.lexical import SUFFIXES, suffix_of
 
-log = logging.getLogger(__name__)
 
 PROBE_SPLITS = ("train", "test")  # the search is fitted on train words and scored on test words
 WORD_ATOMS = 500  # most frequent lowercased train forms as atoms (addendum D.2)
