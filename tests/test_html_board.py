@@ -369,21 +369,24 @@ def test_shown_methods_never_share_a_colour(browser, crowded_page):
     browser.get(crowded_page)
     boxes = legend_boxes(browser)
     assert len(boxes) == len(CROWD) + 2  # and the baseline and the submission (alpha's legend)
-    for box in boxes:  # tick every box in turn: the first two beyond the palette's ten are refused
-        if not box.is_selected():
-            box.click()
+    baseline = baseline_id(browser)
+    browser.find_element("css selector", ".legend button[data-pick=none]").click()
+    for box in boxes:  # tick every box in turn: those beyond the palette's ten are refused
+        box.click()
         for chart in browser.execute_script(VISIBLE_SERIES):
-            methods = [m for m, _ in chart if m != baseline_id(browser)]
-            colours = [colour for m, colour in chart if m != baseline_id(browser)]
-            assert len(set(colours)) == len(colours) == len(methods) <= 10
+            colours = [colour for m, colour in chart if m != baseline]
+            assert len(set(colours)) == len(colours) <= 10
             assert "rgb(140, 140, 140)" not in colours  # the baselines' grey
     shown = [box for box in boxes if box.is_selected()]
     assert len(shown) == 10 + 1
     assert all(not box.is_enabled() for box in boxes if not box.is_selected())
     assert "every colour is taken" in browser.find_element("css selector", ".legend .count").text
-    shown[3].click()  # a freed colour goes to the next method ticked
+    colour_of = dict(browser.execute_script(VISIBLE_SERIES)[0])[shown[3].get_attribute("value")]
+    shown[3].click()  # untick one: every box is free again, and its colour goes to the next method ticked
     freed = [box for box in boxes if not box.is_selected() and box.is_enabled()]
     assert len(freed) == len(boxes) - 10
+    freed[-1].click()
+    assert dict(browser.execute_script(VISIBLE_SERIES)[0])[freed[-1].get_attribute("value")] == colour_of
     browser.find_element("css selector", ".legend button[data-pick=none]").click()
     assert browser.execute_script(VISIBLE_SERIES) == [[]] * 6
     browser.find_elements("css selector", ".legend button[data-pick=top]")[1].click()
