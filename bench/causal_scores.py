@@ -63,6 +63,7 @@ Scorers and metrics:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -71,9 +72,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from bench.cache import BoundedMemo
 from bench.errors import NeuronbenchError
 from bench.intervene import (FinalHead, ModelContext, ModelInputs, _forward_replicated, final_head, model_inputs,
                              following_tokens, site_states, tied_lm_head)
+from bench.pair_readout import ROLES, PairReadout, answer_ids, declared_pairs, pair_readout
 from bench.scorers import Score, log_area
 from bench.seeds import sample_rows
 
@@ -514,4 +517,115 @@ def faithfulness(ranking, data, ks, rng) -> list[Score]:
     return scores
 
 
-SCORERS = {"causal": causal, "lm": lm, "tpp": tpp, "intervention": intervention, "faithfulness": faithfulness}
+# --- behavioural readout on minimal pairs ------------------------------------------------------------
+
+BEH_RANDOM_SETS = 5  # reference addendum A.3: R = 5
+PAIR_BOOTSTRAP = 1000  # resamples of the kept pairs behind the 95% intervals of the beh rows
+_RANDOM_DROPS = BoundedMemo(16)
+
+
+def _pair_drops(readout: PairReadout, ctx: ModelContext, masks: list[np.ndarray]) -> np.ndarray:
+    """(len(masks), n_pairs) LD drop of each read pair (mean of its two members) when the neurons of each mask
+    are set at the attribute word to their train-pair means."""
+    site, layer = ctx.cell()
+    specs = [EditSpec("set", mask, "v") for mask in [np.zeros_like(masks[0]), *masks]]
+    ld = run_edits(ctx, readout.inputs, specs, {"v": readout.means(site, layer)}, (readout.read, 1))
+    ld = ld[:, torch.as_tensor(readout.read_rows), 0].double().numpy()  # (1 + len(masks), members)
+    return (ld[0] - ld[1:]).reshape(len(masks), -1, 2).mean(axis=2)
+
+
+def _random_drops(readout: PairReadout, ctx: ModelContext, masks: list[np.ndarray]) -> np.ndarray:
+    """`_pair_drops` of the random k-sets, once per cell: they come from the cell's generator, so every
+    ranking of the cell meets the same ones, and only the first pays for them."""
+    digest = hashlib.sha256(b"".join(np.packbits(mask).tobytes() for mask in masks)).hexdigest()
+    key = (ctx.loaded.name, ctx.loaded.extraction_id, readout.pairs.pairs_id, *ctx.cell(), digest)
+    return _RANDOM_DROPS.get(key, lambda: _pair_drops(readout, ctx, masks))
+
+
+def _pair_means(per_pair: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) means over pairs of (K, n_pairs) values, and their (PAIR_BOOTSTRAP, K) resampled means."""
+    drawn = rng.integers(per_pair.shape[1], size=(PAIR_BOOTSTRAP, per_pair.shape[1]))
+    return per_pair.mean(axis=1), per_pair[:, drawn].mean(axis=2).T
+
+
+def _interval(replicates: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def beh(ranking, data, ks, rng) -> list[Score]:
+    """beh_drop@k: drop of the model's own logit difference on the concept's minimal pairs when the top-k are
+    mean-ablated, minus random-k (reference addendum A.3, readout lm_logit_diff, nats).
+
+    Pairs come from the task's declaration (`ModelContext.pairs`, e.g. tasks.templated.minimal_pairs); the
+    test pairs the clean model gets right in both members are kept (`bench.pair_readout`). Every member of a
+    kept pair is a base, read with its own answer first, so the mean is over pairs and both directions. The
+    top-k (and R = 5 random k-sets from the scorer generator, the same for every method of the cell) are set
+    at every piece of the attribute word to their mean over both members of the train pairs; the prediction
+    is read at the last prompt position. Rows: `beh_drop@k` (top-k drop − random-k drop, chance 0),
+    `beh_drop_top@k` (the top-k drop, chance = `beh_drop_random@k`), `beh_frac@k` (ratio of sums: top-k drop
+    over the clean base/counterfactual gap LD(b) − LD(c)); `beh_off@k`, the same drop minus random on the
+    off-target pairs (e.g. tense for a number ranking; lower is more specific, shown only), `beh_sel@k` =
+    beh_drop − beh_off; areas over ln k `beh_drop_auc`, `beh_off_auc`, `beh_sel_auc`; context rows
+    `beh_pairs`, `beh_kept`, `beh_clean_ld` and `beh_off_pairs`, `beh_off_kept`, `beh_off_clean_ld`.
+    Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
+    Cost on 2 CPU cores, smollm2_135m, 200 test pairs of each attribute: about ...s per layer and ranking.
+    """
+    ctx, site, layer, n, ranking = _cell(data, ranking, "beh")
+    started = time.perf_counter()
+    readouts = {role: pair_readout(ctx.loaded, declared_pairs(ctx.pairs, role, "scorer 'beh'"), ctx.pooling)
+                for role in ROLES}
+    grid = capped_ks(ks, n)
+    randoms = [_top_mask(rng.choice(n, size=k, replace=False), k, n) for k in grid for _ in range(BEH_RANDOM_SETS)]
+    tops = [_top_mask(ranking, k, n) for k in grid]
+    drops = {}
+    for role, readout in readouts.items():
+        random = _random_drops(readout, ctx, randoms).reshape(len(grid), BEH_RANDOM_SETS, -1).mean(axis=1)
+        drops[role] = (_pair_drops(readout, ctx, tops), random)
+    (on_top, on_random), (off_top, off_random) = drops["concept"], drops["off_target"]
+    drop, drop_boot = _pair_means(on_top - on_random, rng)
+    off, off_boot = _pair_means(off_top - off_random, rng)
+    sel, sel_boot = drop - off, drop_boot - off_boot
+    gap = 2 * readouts["concept"].clean_ld.mean()  # mean over pairs of LD(b) − LD(c) = LD_own(b) + LD_own(c)
+    scores = []
+    for i, k in enumerate(grid):
+        scores += [Score("beh_drop", k, float(drop[i]), 0.0, _interval(drop_boot[:, i])),
+                   Score("beh_drop_top", k, float(on_top[i].mean()), float(on_random[i].mean())),
+                   Score("beh_drop_random", k, float(on_random[i].mean())),
+                   Score("beh_frac", k, float(on_top[i].mean() / gap), float(on_random[i].mean() / gap)),
+                   Score("beh_off", k, float(off[i]), 0.0, _interval(off_boot[:, i])),
+                   Score("beh_sel", k, float(sel[i]), 0.0, _interval(sel_boot[:, i]))]
+    for name, values, boot in (("beh_drop_auc", drop, drop_boot), ("beh_off_auc", off, off_boot),
+                               ("beh_sel_auc", sel, sel_boot)):
+        scores.append(Score(name, None, _auc(grid, list(values)), 0.0, _interval(_auc(grid, list(boot.T)))))
+    for prefix, role in (("beh", "concept"), ("beh_off", "off_target")):
+        readout = readouts[role]
+        scores += [Score(f"{prefix}_pairs", None, float(len(readout.kept))),
+                   Score(f"{prefix}_kept", None, readout.kept_share),
+                   Score(f"{prefix}_clean_ld", None, float(readout.clean_ld.mean()))]
+    log.info("beh %s L%d: %d + %d pairs, drop@%d %.3f (random %.3f) nats, %.1fs", site, layer,
+             len(readouts["concept"].kept), len(readouts["off_target"].kept), grid[-1],
+             on_top[-1].mean(), on_random[-1].mean(), time.perf_counter() - started)
+    return scores
+
+
+def check_beh(loaded, task) -> None:
+    """The pairs `beh` will read exist, the model has an output head and every answer is one token."""
+    for role in ROLES:
+        answer_ids(loaded, declared_pairs(task.meta.get("minimal_pairs"), role, f"task {task.name!r}"))
+
+
+SCORERS = {"causal": causal, "lm": lm, "tpp": tpp, "intervention": intervention, "faithfulness": faithfulness,
+           "beh": beh}
+# Which readout produced each scorer's values (the records' `readout`); values of different readouts are
+# never ranked together (reference addendum A.3).
+READOUTS = {"causal": "frozen_head", "tpp": "frozen_head", "intervention": "frozen_head",
+            "faithfulness": "frozen_head", "lm": "lm_next_token", "beh": "lm_logit_diff"}
+# What a scorer needs of the job's model and task, checked once the model is loaded, before any forward pass.
+PREFLIGHT = {"beh": check_beh}
+
+
+def check_scorer_inputs(names, loaded, task) -> None:
+    for name in names:
+        if name in PREFLIGHT:
+            PREFLIGHT[name](loaded, task)

@@ -506,7 +506,8 @@ class ModelContext:
     of those rows (e.g. the activation cache's hidden layer L) and spare the head one forward pass;
     `head`, if given, is used instead of fitting one. `at(site, layer)` names the cell. `labels` are
     the form's class names (class id order); `family`, for a concept job, is the context of the same
-    task's multi-class form, whose per-class head the off-target readout (`causal_tpp`) reads.
+    task's multi-class form, whose per-class head the off-target readout (`causal_tpp`) reads. `pairs` is the
+    task's minimal-pair declaration (its meta's `minimal_pairs`), which the behavioural scorer reads.
     """
 
     loaded: LoadedModel
@@ -523,6 +524,7 @@ class ModelContext:
     batch_size: int = 32
     labels: tuple[str, ...] = ()
     family: ModelContext | None = None
+    pairs: dict | None = None
 
     def at(self, site: str, layer: int) -> ModelContext:
         _check_site(self.loaded, site, layer)
@@ -573,7 +575,7 @@ def model_context(task, examples, loaded: LoadedModel, *, pooling: str, site: st
     ctx = ModelContext(loaded=loaded, sentences={s: task.sentences[s] for s in splits}, words=words,
                        y=y, n_classes=examples.n_classes, pooling=pooling, key=digest.hexdigest(),
                        final=final, batch_size=batch_size, labels=tuple(examples.label_names),
-                       family=family_ctx)
+                       family=family_ctx, pairs=task.meta.get("minimal_pairs"))
     return ctx.at(site, layer) if site is not None else ctx
 
 

@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 import bench
 from bench.agreement import bootstrap_stability
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
+from bench.causal_scores import READOUTS, check_scorer_inputs
 from bench.core.method import Method
 from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
@@ -118,6 +119,7 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
                   required=OmegaConf.is_missing(task_cfg, "concept"))  # before any forward pass
     loaded = load_model(model_cfg.name, OmegaConf.to_container(model_cfg, resolve=True), cfg.cache_dir,
                         job_device(cfg))
+    check_scorer_inputs(cfg.scorers, loaded, task)  # e.g. beh's output head and single-token answers
     cache = ActivationCache(cfg.cache_dir)
     pooling = cfg.get("pooling") or model_cfg.pooling
     layers = selected_layers(loaded.name, loaded.n_layers, list(cfg.sites), cfg.get("layers"), cfg.get("depths"))
@@ -561,8 +563,9 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
             job.costs += [{**base, "metric": "cost_time_s", "value": seconds},
                           {**base, "metric": "cost_peak_mem_b", "value": peak}]
             job.records += [{**base, "metric": score.metric, "k": score.k, "value": score.value, "chance": score.chance,
-                             **({} if score.interval is None else dict(zip(("ci_low", "ci_high"), score.interval)))}
-                            for _, score in scores]
+                             **({} if score.interval is None else dict(zip(("ci_low", "ci_high"), score.interval))),
+                             **({"readout": READOUTS[name]} if name in READOUTS else {})}
+                            for name, score in scores]
             job.timings.append({"site": site, "layer": layer, "seconds": round(time.perf_counter() - t_method, 3),
                                 "scorers_s": scorer_s,
                                 **({"same_ranking_as": first} if first != job.name else {})})

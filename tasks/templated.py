@@ -6,7 +6,8 @@ tagger (and no tagger error) stands between the sentences and the labels. The gr
 need context: nouns whose plural equals their singular (sheep, fish, deer), verbs whose past
 equals their present (put, cut, read, hit, let), words with two parts of speech (that, her, saw,
 watch), subject-verb agreement across prepositional phrases and relative clauses, and bare
-infinitives that are verbs without tense.
+infinitives that are verbs without tense. The same grammar writes the minimal pairs of the
+behavioural scorer (`minimal_pairs`): prompts whose next token is an agreement or tense contrast.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
+from bench.core.pairs import PAIR_SPLITS, MinimalPairs, Pair
 from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
+from bench.seeds import cell_rng
 
 FEATURES = ("word_class", "number", "tense", "position")
 SENTENCE_LENGTHS = range(5, 16)  # words per sentence, punctuation included
@@ -147,7 +150,8 @@ def templated_task(feature: str, name: str, version: str, n_sentences: int = 200
                    for split, sents in split_sentences.items()},
         labels={split: [_labels(sent, feature) for sent in sents]
                 for split, sents in split_sentences.items()},
-        meta={"source": "templated", "n_sentences": n_sentences, "seed": seed},
+        meta={"source": "templated", "n_sentences": n_sentences, "seed": seed,
+              **({"minimal_pairs": pair_declaration(feature, seed)} if feature in PAIR_ATTRIBUTES else {})},
     )
 
 
@@ -329,3 +333,82 @@ def _finite_verb(verb: Verb, tense: str, agreement: str) -> Word:
     else:
         form = verb.third_singular if agreement == THIRD_SINGULAR else verb.base
     return Word(form, "VERB", tense=tense)
+
+
+# Minimal pairs per attribute, and the unrelated attribute whose pairs give the off-target readout.
+PAIR_ATTRIBUTES = {"number": "tense", "tense": "number"}
+N_PAIRS = 200  # per split, before the behavioural scorer keeps those the model gets right
+
+
+def pair_declaration(attribute: str, seed: int) -> dict:
+    """What a task's meta says about its pairs: the loader configs of its concept's and of the off-target
+    pairs, which the behavioural scorer instantiates (bench reads them without importing tasks/)."""
+    def loader(name: str) -> dict:
+        return {"_target_": "tasks.templated.minimal_pairs", "attribute": name, "seed": seed}
+
+    return {"concept": loader(attribute), "off_target": loader(PAIR_ATTRIBUTES[attribute])}
+
+
+def minimal_pairs(attribute: str, n_pairs: int = N_PAIRS, seed: int = 0) -> MinimalPairs:
+    """`n_pairs` train and test pairs, no prompt twice, from the templated grammar (reference addendum A.1).
+
+      number  "the dog near the boxes" -> is / "the dogs near the boxes" -> are: the subject noun (the
+              attribute word) changes number; the attractor, a prepositional phrase or a past-tense
+              relative clause with a noun of the other number, is kept; answers is/are or was/were
+      tense   "the dog slept and the cat" -> was / "the dog sleeps and the cat" -> is: the first verb
+              (the attribute word) changes tense; the second subject's copula must follow it
+    Nouns whose plural is their singular (sheep) and verbs whose past is their present (cut) are left out,
+    so the attribute word always differs between the members.
+    """
+    if attribute not in PAIR_ATTRIBUTES:
+        raise NeuronbenchError(f"no minimal pairs for attribute {attribute!r}; valid: {', '.join(PAIR_ATTRIBUTES)}")
+    draw = {"number": _number_pair, "tense": _tense_pair}[attribute]
+    rng = cell_rng(seed, "minimal_pairs", attribute)
+    pairs: dict[tuple[str, ...], Pair] = {}
+    while len(pairs) < len(PAIR_SPLITS) * n_pairs:
+        pair = draw(rng)
+        pairs.setdefault(pair.base, pair)
+    drawn = list(pairs.values())
+    return MinimalPairs(name=f"templated_{attribute}_pairs", attribute=attribute,
+                        pairs={split: tuple(drawn[i * n_pairs:(i + 1) * n_pairs]) for i, split in enumerate(PAIR_SPLITS)})
+
+
+def _changing_nouns(nouns: tuple[Noun, ...]) -> tuple[Noun, ...]:
+    return tuple(noun for noun in nouns if noun.plural != noun.singular)
+
+
+def _plain_noun_phrases(rng: np.random.Generator, noun: Noun) -> dict[bool, list[str]]:
+    """The same determiner (one that carries no number) and optional adjective before the singular and
+    before the plural noun, keyed by plural: only the noun says the number."""
+    head = [_pick(rng, NEUTRAL_DETERMINERS)] + ([_pick(rng, ADJECTIVES)] if _chance(rng, 0.3) else [])
+    return {False: head + [noun.singular], True: head + [noun.plural]}
+
+
+def _number_pair(rng: np.random.Generator) -> Pair:
+    animate = _chance(rng, 0.5)
+    subject = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(ANIMATE_NOUNS if animate else INANIMATE_NOUNS)))
+    plural = _chance(rng, 0.5)  # the base's number; the attractor takes the other one
+    attractor = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(INANIMATE_NOUNS)))[not plural]
+    if animate and _chance(rng, 0.5):  # past tense, so the relative's own verb shows no number
+        attractor = [_pick(rng, ("that", "who")), _pick(rng, OBJECT_ONLY_VERBS).past, *attractor]
+    else:
+        attractor = [_pick(rng, PREPOSITIONS), *attractor]
+    tense = _pick(rng, TENSES)
+    where = len(subject[plural]) - 1
+    return Pair(tuple(subject[plural] + attractor), tuple(subject[not plural] + attractor), (where, where),
+                (COPULA[tense, OTHER if plural else THIRD_SINGULAR], COPULA[tense, THIRD_SINGULAR if plural else OTHER]))
+
+
+def _tense_pair(rng: np.random.Generator) -> Pair:
+    first_plural = _chance(rng, 0.5)
+    first = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(ANIMATE_NOUNS)))[first_plural]
+    verb = _pick(rng, INTRANSITIVE_VERBS)  # every one has a past unlike its present
+    forms = {"Past": verb.past, "Pres": verb.base if first_plural else verb.third_singular}
+    rest = _prepositional_phrase(rng, PLACE_PREPOSITIONS) if _chance(rng, 0.4) else []
+    second_plural = _chance(rng, 0.5)
+    second = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(ANIMATE_NOUNS)))[second_plural]
+    tense, other = ("Past", "Pres") if _chance(rng, 0.5) else ("Pres", "Past")
+    tail = [word.form for word in rest] + ["and", *second]
+    agreement = OTHER if second_plural else THIRD_SINGULAR
+    return Pair(tuple(first + [forms[tense]] + tail), tuple(first + [forms[other]] + tail), (len(first),) * 2,
+                (COPULA[tense, agreement], COPULA[other, agreement]))

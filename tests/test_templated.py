@@ -65,7 +65,10 @@ def test_all_features_share_one_corpus(default_tasks):
 
 def test_meta_and_split_sizes(default_tasks):
     task = default_tasks["number"]
-    assert task.meta == {"source": "templated", "n_sentences": 2000, "seed": 0}
+    pairs = {"_target_": "tasks.templated.minimal_pairs", "seed": 0}
+    assert task.meta == {"source": "templated", "n_sentences": 2000, "seed": 0,
+                         "minimal_pairs": {"concept": {**pairs, "attribute": "number"},
+                                           "off_target": {**pairs, "attribute": "tense"}}}
     assert {split: len(task.sentences[split]) for split in SPLITS} == {
         "train": 1400, "dev": 300, "test": 300}
 
