@@ -1,10 +1,13 @@
-"""Model-level scorers: causal ablation (head, LM and off-target readouts), interventions and
-faithfulness (reference.md#metric-causal, #metric-interventions, #metric-faithfulness).
+"""Model-level scorers: causal ablation (head, LM and off-target readouts), interventions,
+faithfulness and the behavioural drop on minimal pairs (reference.md#metric-causal,
+#metric-interventions, #metric-faithfulness; addendum #metric-beh-drop).
 
 Each scorer has the shared signature `(ranking, data, ks, rng) -> list[Score]`, higher is better, and
 reads the model through `data.context`: the `bench.intervene.ModelContext` of the job already
 `.at(site, layer)` for the cell (None for planted tasks, which have no model). Every readout but `lm`'s
-is the frozen final-layer head of `bench.intervene.final_head` on the pooled final states of test words.
+and `beh`'s is the frozen final-layer head of `bench.intervene.final_head` on the pooled final states of
+test words; `READOUTS` names each scorer's, and the records carry it (`readout`). `beh` reads minimal
+pairs, not the job's test words (see `beh`).
 
 Shared conventions:
 
@@ -59,6 +62,8 @@ Scorers and metrics:
   area of f over p ∈ [0.001, 1] divided by the span 0.999 (so f ≡ 1 scores 1), `faith_cmd` = −(same
   area of |1 − f|), `faith_cpr_log` = the area over ln p normalized; `faith@k` the curve itself. NaN
   (and a warning) when |m(N) − m(∅)| < 1e-3.
+- `beh`: the model's own logit difference on the task's minimal pairs under mean ablation of the top-k at
+  the attribute word, minus random-k, on the concept's and on off-target pairs (see `beh`).
 """
 
 from __future__ import annotations
