@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, reduce
 
+import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from bench.errors import NeuronbenchError
-from leaderboard.headline import headline
+from leaderboard.headline import LEVEL, headline
 
 RECORD_COLUMNS = (
     "task", "task_version", "concept", "model", "model_revision", "layer", "site", "pooling", "method",
@@ -64,6 +66,8 @@ FAMILY_NAMES = {"probe": "probe accuracy area over ln k", "selectivity": "select
 FAMILY_COLUMNS = tuple(FAMILY_NAMES)
 MISSING = "—"
 
+CI_COLUMNS = ["ci_low", "ci_high"]  # a record's 95% test-sentence interval (bench.run.with_interval), when it has one
+
 # Provenance that must not vary inside a compared group (reference.md: results from different task versions or
 # poolings are never compared).
 SINGLE_VALUED = ((["task"], "task_version"), (["model"], "model_revision"), (["task", "model"], "pooling"))
@@ -75,15 +79,38 @@ def aggregate(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _aggregate(records: pd.DataFrame) -> pd.DataFrame:
-    grouped = records.groupby(AGGREGATE_KEYS, dropna=False, sort=True)
+    grouped = _with_half_widths(records).groupby(AGGREGATE_KEYS, dropna=False, sort=True)
+    return over_seeds(grouped).assign(chance=grouped["chance"].first(),
+                                      n_neurons=grouped["n_neurons"].first()).reset_index()
+
+
+def _with_half_widths(records: pd.DataFrame) -> pd.DataFrame:
+    """Records with `lower` and `upper`, the distances from the value to its interval's ends (NaN: none)."""
+    if not set(CI_COLUMNS) <= set(records.columns):
+        return records.assign(lower=np.nan, upper=np.nan)
+    return records.assign(lower=records["value"] - pd.to_numeric(records["ci_low"]),
+                          upper=pd.to_numeric(records["ci_high"]) - records["value"])
+
+
+def over_seeds(grouped) -> pd.DataFrame:
+    """Mean, std (ddof 0) and count over seeds of grouped per-seed rows (`value`, `lower`, `upper`), and the mean's
+    95% interval (`ci_low`, `ci_high`; NaN unless every seed has one).
+
+    The seeds score the same test sentences, so their test-sampling errors are not independent: each side keeps
+    the seeds' mean half-width, not a smaller one. Seeds add their own variation, independent of the sentences
+    drawn: with S >= 2 seeds of standard deviation s, each side's half-width h becomes sqrt(h² + (t·s/√S)²),
+    t the Student quantile with S - 1 degrees of freedom (a bootstrap over 3 seeds means little)."""
     values = grouped["value"]
-    return pd.DataFrame({
-        "mean": values.mean(),
-        "std": values.std(ddof=0),
-        "count": values.count(),
-        "chance": grouped["chance"].first(),
-        "n_neurons": grouped["n_neurons"].first(),
-    }).reset_index()
+    mean, count = values.mean(), values.count()
+    complete = (grouped["lower"].count() == count) & (grouped["upper"].count() == count) & (count > 0)
+    with np.errstate(invalid="ignore"):
+        t = scipy_stats.t.ppf((1 + LEVEL) / 2, (count - 1).where(count > 1))
+    t = pd.Series(np.where(count > 1, t, 0.0), index=count.index)
+    spread = t * np.sqrt(values.var(ddof=1).fillna(0.0) / count)
+    lower = np.sqrt(grouped["lower"].mean() ** 2 + spread ** 2)
+    upper = np.sqrt(grouped["upper"].mean() ** 2 + spread ** 2)
+    return pd.DataFrame({"mean": mean, "std": values.std(ddof=0), "count": count,
+                         "ci_low": (mean - lower).where(complete), "ci_high": (mean + upper).where(complete)})
 
 
 def rank_cells(agg: pd.DataFrame, metrics: Iterable[str] = RANKED_METRICS) -> pd.DataFrame:
@@ -256,8 +283,20 @@ def method_ranking(records: pd.DataFrame) -> pd.DataFrame:
     members = [[(source, method)] + [(source, alias) for alias in aliases.split(", ") if aliases]
                for source, method, aliases in zip(shown["source"], shown["method"], shown["aliases"])]
     shown = shown.assign(name=folded, members=members)
+    shown["tied_with"] = tied_with(shown, table.attrs.get("significant", set()))
     shown.attrs.update(table.attrs)
     return shown
+
+
+def tied_with(ranking: pd.DataFrame, significant: set) -> list:
+    """Per row, the names of the other rows that the headline's paired bootstrap over cells does not separate from
+    it (neither significantly better), in ranking order; None where the row has no tier (too few cells)."""
+    keys = list(zip(ranking["source"], ranking["method"]))
+    tiered = ranking["tier"].notna().tolist()
+    return [", ".join(name for other, name, has_tier in zip(keys, ranking["name"], tiered)
+                      if has_tier and other != key and (key, other) not in significant
+                      and (other, key) not in significant) if mine else None
+            for key, mine in zip(keys, tiered)]
 
 
 def headline_stats(headline: pd.DataFrame) -> pd.DataFrame:
@@ -292,14 +331,21 @@ def context_items(records: pd.DataFrame, k) -> list[tuple[str, float]]:
 
 
 def seed_summary(records: pd.DataFrame, by: list) -> pd.DataFrame:
-    """Average over everything but `by` within each seed, then mean/std/count over seeds.
+    """Average over everything but `by` within each seed, then mean/std/count over seeds and the 95% interval
+    (`over_seeds`).
 
-    Averaging per seed first keeps the ± a spread over seeds of the number shown, not a mix of cell stds.
+    Averaging per seed first keeps the ± a spread over seeds of the number shown, not a mix of cell stds. The
+    cells averaged share their test sentences (and resamples), so a seed's mean keeps the mean of their
+    half-widths, the widest its interval can be whatever their correlation; a cell without an interval leaves
+    the mean without one.
     """
-    per_seed = records.groupby([*by, "seed"], dropna=False)["value"].mean().reset_index()
-    over_seeds = per_seed.groupby(by, dropna=False)["value"]
-    return pd.DataFrame({"mean": over_seeds.mean(), "std": over_seeds.std(ddof=0),
-                         "count": over_seeds.count()}).reset_index()
+    rows = _with_half_widths(records)
+    grouped = rows.groupby([*by, "seed"], dropna=False)
+    per_seed = grouped[["value", "lower", "upper"]].mean()
+    counts = grouped[["value", "lower", "upper"]].count()
+    complete = (counts["lower"] == counts["value"]) & (counts["upper"] == counts["value"])
+    per_seed[["lower", "upper"]] = per_seed[["lower", "upper"]].where(complete, axis=0)
+    return over_seeds(per_seed.reset_index().groupby(by, dropna=False)).reset_index()
 
 
 def format_stats(stats: pd.DataFrame) -> pd.Series:
@@ -307,6 +353,26 @@ def format_stats(stats: pd.DataFrame) -> pd.Series:
     text = _format_numbers(stats["mean"])
     with_spread = text + "±" + _format_numbers(stats["std"])
     return with_spread.where(stats["count"] > 1, text).where(stats["mean"].notna(), MISSING)
+
+
+def format_intervals(stats: pd.DataFrame) -> pd.Series:
+    """`[low, high]` of each row's 95% interval (seed_summary's ci_low, ci_high), "" where it has none; a comma,
+    not a dash, since the ends of differences are often negative."""
+    if "ci_low" not in stats:
+        return pd.Series("", index=stats.index)
+    text = "[" + _format_numbers(stats["ci_low"]) + ", " + _format_numbers(stats["ci_high"]) + "]"
+    return text.where(stats["ci_low"].notna() & stats["mean"].notna(), "")
+
+
+def format_interval(low, high) -> str:
+    """A headline interval (inside [0, 1]) as `low–high`."""
+    return MISSING if pd.isna(low) else f"{format_number(low)}–{format_number(high)}"
+
+
+def _stats_text(stats: pd.DataFrame) -> pd.Series:
+    """format_stats with the interval beside it where there is one: `mean±std [low, high]`."""
+    intervals = format_intervals(stats)
+    return format_stats(stats) + intervals.map(lambda text: f" {text}" if text else "")
 
 
 def _format_numbers(values: pd.Series) -> pd.Series:
@@ -346,17 +412,37 @@ def headline_sentence(ranking: pd.DataFrame) -> str:
             f"× layer × site) and scorer family ({families}), averaged over its cells and then over the families: "
             "1 = best everywhere, 0 = worst. Identical rankings count once; a cell where no method beats `random` by "
             f"two seed standard errors is left out ({ranking.attrs.get('flagged', 0)} of "
-            f"{ranking.attrs.get('scored', 0)} here). The 95% interval and `tier` (1 + the number of methods "
-            "significantly better) come from a paired bootstrap over cells. Agreement and stability are shown, "
+            f"{ranking.attrs.get('scored', 0)} here). The 95% intervals of the score and family columns, `tier` "
+            "(1 + the number of methods significantly better) and `tied with` (the methods not significantly "
+            "different, shown as tied) come from a paired bootstrap over cells. Agreement and stability are shown, "
             "never scored.")
 
 
+def interval_sentence(records: pd.DataFrame) -> str:
+    """How the other values' intervals are made, or that these records have none (made before the runner gave
+    records ci_low and ci_high): none is invented."""
+    if not set(CI_COLUMNS) <= set(records.columns) or records["ci_low"].isna().all():
+        return ("These records carry no test-sentence intervals (no `ci_low`, `ci_high`: they were made before the "
+                "runner gave them), so the values are shown without intervals.")
+    return ("In square brackets after a test-split value: its 95% interval, from each record's cluster bootstrap "
+            "over test sentences (a mean over cells keeps their mean half-width, since they share the test "
+            "sentences), each side widened with S >= 2 seeds by the seeds' Student-t half-width t·s/√S in "
+            "quadrature; values that do not depend on test sentences (agreement, stability) have none.")
+
+
 def headline_columns(row) -> dict[str, str]:
-    """The score, interval, tier, coverage and family columns of one method_ranking row, as text."""
-    interval = MISSING if pd.isna(row.low) else f"{format_number(row.low)}–{format_number(row.high)}"
-    return {"score": format_number(row.score), "95% CI": interval,
+    """The score, interval, tier, ties, coverage and family columns (each with its interval) of one method_ranking
+    row, as text."""
+    return {"score": format_number(row.score), "95% CI": format_interval(row.low, row.high),
             "tier": MISSING if pd.isna(row.tier) else str(int(row.tier)), "cells": str(row.cells),
-            **{family: format_number(getattr(row, family)) for family in FAMILY_COLUMNS if hasattr(row, family)}}
+            **{family: format_number(getattr(row, family)) + _bracketed(getattr(row, f"{family}_low", None),
+                                                                       getattr(row, f"{family}_high", None))
+               for family in FAMILY_COLUMNS if hasattr(row, family)},
+            "tied with": MISSING if row.tied_with is None else row.tied_with or "none"}
+
+
+def _bracketed(low, high) -> str:
+    return "" if low is None or pd.isna(low) else f" [{format_number(low)}, {format_number(high)}]"
 
 
 def render_markdown(summary: Summary) -> str:
@@ -366,6 +452,7 @@ def render_markdown(summary: Summary) -> str:
         "Other columns: test-split scores, mean over seeds (±std over seeds where there is more than one); `@k*` "
         f"is the headline k, the largest k <= {summary.headline_k} in each task/model grid. Submitted methods are "
         "marked `(submission)`; `ablate_drop_bottom` (each method's bottom-k removed) is a baseline.",
+        interval_sentence(summary.records),
         "## Overall",
         overall_sentence(summary.overall),
         _method_markdown(summary.ranking, summary.overall, summary.labels),
@@ -404,7 +491,7 @@ def _headline_labels(headline: pd.DataFrame) -> list[str]:
 
 def _method_markdown(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str], k=None) -> str:
     stats = headline_stats(headline)
-    values = stats.assign(text=format_stats(stats)).pivot(index=METHOD_KEYS, columns="label", values="text")
+    values = stats.assign(text=_stats_text(stats)).pivot(index=METHOD_KEYS, columns="label", values="text")
     values = values.reindex(index=pd.MultiIndex.from_frame(ranking[METHOD_KEYS]), columns=labels)
     columns = pd.DataFrame([headline_columns(row) for row in ranking.itertuples()], index=ranking.index)
     shown = pd.concat([pd.DataFrame({"method": ranking["name"]}), columns], axis=1)
@@ -417,7 +504,7 @@ def _depth_markdown(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
     """Rows = methods (in the group's rank order) plus the all-neuron probe; columns = layers."""
     stats = depth_stats(records, k)
     layers = sorted(records["layer"].unique())
-    grid = stats.assign(text=format_stats(stats)).pivot(index=METHOD_KEYS, columns="layer", values="text")
+    grid = stats.assign(text=_stats_text(stats)).pivot(index=METHOD_KEYS, columns="layer", values="text")
     rows = ranking[METHOD_KEYS]
     ceiling = stats.loc[stats["source"] == CONTEXT_SOURCE, METHOD_KEYS].drop_duplicates()
     rows = pd.concat([rows, ceiling], ignore_index=True)

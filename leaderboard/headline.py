@@ -13,9 +13,9 @@ A cell is (task, concept, model, layer, site). In each cell every scorer family 
   weighs the same and agreement or stability never enter it.
 
 Uncertainty: a bootstrap over cells (the same draws for every method, so differences are paired) gives a 95%
-interval for each headline and a paired test for each pair of methods; `tier` is 1 + the number of methods
-significantly better. It measures how much the headline depends on which cells the board holds, not the
-test-word noise inside a cell (see README, "Reading the headline").
+interval for each headline and each family score, and a paired test for each pair of methods; `tier` is 1 + the
+number of methods significantly better. It measures how much the headline depends on which cells the board holds,
+not the test-word noise inside a cell (see README, "Reading the headline").
 """
 
 from __future__ import annotations
@@ -151,6 +151,8 @@ def headline(records: pd.DataFrame, n_boot: int = BOOTSTRAP, seed: int = 0) -> p
         low = high = tier = np.full(len(methods), np.nan)
         better = np.zeros((len(methods), len(methods)), dtype=bool)
     family_scores = {family: nanmean_weighted(matrix[f], np.ones(len(units))) for f, family in enumerate(families)}
+    family_scores |= {f"{family}_{end}": value for f, family in enumerate(families)
+                      for end, value in zip(("low", "high"), family_interval(matrix[f:f + 1], weights[1:]))}
     table = methods.assign(score=point, low=low, high=high, tier=tier,
                            cells=(~np.isnan(matrix)).any(axis=0).sum(axis=0), **family_scores)
     table["aliases"] = aliases(scores, methods)
@@ -161,6 +163,18 @@ def headline(records: pd.DataFrame, n_boot: int = BOOTSTRAP, seed: int = 0) -> p
     table.attrs.update(families=families, significant=significant, flagged=int(scores.drop_duplicates([*UNIT_KEYS, "family"])["flagged"].sum()),
                        scored=int(len(scores.drop_duplicates([*UNIT_KEYS, "family"]))), units=len(units))
     return table
+
+
+def family_interval(matrix: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% interval of one family's score ((1, U, M) scores) over the headline's cell draws (B, U); NaN with
+    fewer than MIN_UNITS cells, as the headline's."""
+    if draws.shape[1] < MIN_UNITS:
+        return np.full(matrix.shape[2], np.nan), np.full(matrix.shape[2], np.nan)
+    alpha = (1 - LEVEL) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a method without cells has an all-NaN column
+        boot = bootstrap_headlines(matrix, draws)
+        return np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1 - alpha, axis=0)
 
 
 def nanmean_weighted(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

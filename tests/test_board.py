@@ -123,10 +123,10 @@ def test_overall_table_lists_methods_in_headline_order_with_baseline_marked():
     )
     markdown, _ = build_board(records)
     overall = section(markdown, "## Overall")
-    assert overall[0] == "| method | score | 95% CI | tier | cells | probe | probe_auc | probe_acc@k* |"
-    assert overall[1] == "|---|---:|---:|---:|---:|---:|---:|---:|"
+    assert overall[0] == "| method | score | 95% CI | tier | cells | probe | tied with | probe_auc | probe_acc@k* |"
+    assert overall[1] == "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     assert table_methods(overall) == ["lca", "probeless", "random (baseline)"]
-    assert overall[2] == "| lca | 1.000 | — | — | 2 | 1.000 | 0.750±0.050 | 0.900±0.000 |"
+    assert overall[2] == "| lca | 1.000 | — | — | 2 | 1.000 | — | 0.750±0.050 | 0.900±0.000 |"
     assert markdown.index("## Overall") < markdown.index("## pos · tiny (k* = 10)")
 
 
@@ -134,7 +134,7 @@ def test_missing_headline_value_shows_a_dash():
     records = make_records(*probe_grid({"a": 0.9, "b": 0.5}),
                            {"method": "a", "metric": "probe_auc", "value": 0.7})
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[3] == "| b | 0.000 | — | — | 2 | 0.000 | — | 0.500 |"
+    assert overall[3] == "| b | 0.000 | — | — | 2 | 0.000 | — | — | 0.500 |"
 
 
 def test_headline_k_is_the_largest_grid_k_not_above_the_target():
@@ -148,7 +148,7 @@ def test_headline_k_is_the_largest_grid_k_not_above_the_target():
     assert headline_ks(records, headline_k=4).to_dict() == {("pos", "narrow"): 3, ("pos", "wide"): 1}
     markdown, _ = build_board(records)
     assert "## pos · narrow (k* = 8)" in markdown
-    assert section(markdown, "## pos · narrow (k* = 8)")[0] == "| method | score | 95% CI | tier | cells | probe_acc@8 |"
+    assert section(markdown, "## pos · narrow (k* = 8)")[0] == "| method | score | 95% CI | tier | cells | tied with | probe_acc@8 |"
 
 
 def test_per_layer_table_shows_depth_curve_with_all_neuron_row():
@@ -208,7 +208,7 @@ def test_cells_where_a_method_is_alone_do_not_count_towards_its_score():
     records = make_records(*probe_grid({"a": 0.9, "b": 0.5}, layers=(0,)),
                            *probe_grid({"b": 0.5}, layers=(1,)))
     overall = section(build_board(records)[0], "## Overall")
-    assert overall[3] == "| b | 0.000 | — | — | 1 | 0.000 | 0.500 |"
+    assert overall[3] == "| b | 0.000 | — | — | 1 | 0.000 | — | 0.500 |"
 
 
 def test_overall_values_compare_methods_on_the_cells_they_share():
@@ -250,9 +250,9 @@ def test_new_ranked_metrics_and_seedless_stability_rows():
                                      "neuron_vote", "avg_rank_corr", "stab_seed"}
     assert (ranked.loc[ranked["method"] == "a", "rank"] == 1.0).all()
     overall = section(markdown, "## Overall")
-    assert overall[0] == ("| method | score | 95% CI | tier | cells | probe_auc_gaussian | min_subset_saving "
+    assert overall[0] == ("| method | score | 95% CI | tier | cells | tied with | probe_auc_gaussian | min_subset_saving "
                           "| neuron_vote@k* | stab_seed@k* |")  # none of them is a headline family
-    assert overall[2] == "| a | — | — | — | 0 | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"
+    assert overall[2] == "| a | — | — | — | 0 | — | 0.900±0.000 | 0.900±0.000 | 0.900±0.000 | 1.000 |"
 
 
 def test_bottom_k_baseline_is_shown_but_not_ranked_and_coverage_has_its_total():
@@ -264,7 +264,7 @@ def test_bottom_k_baseline_is_shown_but_not_ranked_and_coverage_has_its_total():
     markdown, table = build_board(records)
     assert table.loc[table["metric"] == "ablate_drop_bottom", "rank"].isna().all()
     overall = section(markdown, "## Overall")
-    assert overall[0] == "| method | score | 95% CI | tier | cells | probe | probe_acc@k* | ablate_drop_bottom@k* |"
-    assert overall[2:] == ["| a | 1.000 | — | — | 1 | 1.000 | 0.900 | 0.001 |",
-                           "| b | 0.000 | — | — | 1 | 0.000 | 0.600 | 0.200 |"]
+    assert overall[0] == "| method | score | 95% CI | tier | cells | probe | tied with | probe_acc@k* | ablate_drop_bottom@k* |"
+    assert overall[2:] == ["| a | 1.000 | — | — | 1 | 1.000 | — | 0.900 | 0.001 |",
+                           "| b | 0.000 | — | — | 1 | 0.000 | — | 0.600 | 0.200 |"]
     assert "left out (0 of 1 here)" in markdown
