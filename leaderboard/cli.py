@@ -14,6 +14,7 @@ from leaderboard.board import cost_markdown, long_table, render_markdown, summar
 from leaderboard.html import render_html
 from leaderboard.check import GOLDEN_DIR, check
 from leaderboard.compare import compare, render_compare
+from leaderboard.pages import page_links
 from leaderboard.records import board_records, pack
 from leaderboard.submission import export, score, validate
 from leaderboard.validity import render_validity, validity
@@ -21,7 +22,8 @@ from leaderboard.validity import render_validity, validity
 
 def build(results: Path, headline_k: int, out: Path | None = None) -> Path:
     """Records (a results folder, or a file made by `pack`) -> leaderboard.md, leaderboard.csv and
-    leaderboard.html (the same board as one self-contained page with plots) in `out` (default: beside them)."""
+    leaderboard.html (the same board as one self-contained page with plots, its method rows linked to the pages that
+    `neuronbench neurons --board` wrote into `out`/pages) in `out` (default: beside them)."""
     merged, costs = board_records(results)
     out = Path(out) if out is not None else results.parent if results.suffix == ".parquet" else results
     summary = summarize(merged, headline_k=headline_k)
@@ -30,7 +32,7 @@ def build(results: Path, headline_k: int, out: Path | None = None) -> Path:
         markdown += "\n\n" + cost_markdown(costs) + "\n"
     atomic_write_bytes(out / "leaderboard.md", markdown.encode())
     atomic_write_bytes(out / "leaderboard.csv", long_table(summary).to_csv(index=False).encode())
-    atomic_write_bytes(out / "leaderboard.html", render_html(summary, costs).encode())
+    atomic_write_bytes(out / "leaderboard.html", render_html(summary, costs, page_links(summary, out)).encode())
     return out / "leaderboard.md"
 
 

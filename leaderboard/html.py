@@ -204,10 +204,11 @@ SERIES_SCRIPT = """
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: shown text and the value it sorts by (None: missing, sorted last)."""
+    """A table cell: shown text and the value it sorts by (None: missing, sorted last), and where it links to."""
     text: str
     sort: float | str | None
     numeric: bool = True
+    href: str | None = None
 
 
 def _missing() -> Cell:
@@ -230,7 +231,8 @@ def _table(headers: list[tuple[str, str]], rows: list[list[Cell]], title: str = 
         for cell in row:
             css = "missing" if cell.sort is None else ("num" if cell.numeric else "")
             sort = "" if cell.sort is None else (repr(cell.sort) if isinstance(cell.sort, float) else cell.sort)
-            cells.append(f'<td class="{css}" data-sort="{escape(str(sort))}">{escape(cell.text)}</td>')
+            text = escape(cell.text) if cell.href is None else f'<a href="{escape(cell.href)}">{escape(cell.text)}</a>'
+            cells.append(f'<td class="{css}" data-sort="{escape(str(sort))}">{text}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{escape(title)}</caption>" if title else ""
     return (f'<div class="scroll"><table class="sortable">{caption}<thead><tr>{head}</tr></thead>'
@@ -523,10 +525,10 @@ def _overall(summary: Summary, groups: list[Group]) -> str:
 
 
 def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[str],
-                   per_group: dict | None = None, k=None) -> str:
+                   per_group: dict | None = None, k=None, pages: dict[str, str] | None = None) -> str:
     """Methods in headline order (`ranking`, the board's method_ranking) with the score, its 95% interval, tier,
     cells and family scores, optional score columns of other tables ({(source, method): score}), and the headline
-    values (± over seeds); the group's k replaces `@k*` if given."""
+    values (± over seeds); the group's k replaces `@k*` if given; `pages` links built-in methods to a page."""
     per_group = per_group or {}
     stats = headline_stats(headline).set_index([*METHOD_KEYS, "label"])
     stats = stats.assign(text=format_stats(stats))[["mean", "text"]]
@@ -540,7 +542,7 @@ def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[s
     for row in ranking.itertuples():
         key = (row.source, row.method)
         text = headline_columns(row)
-        cells = [Cell(row.name, row.name, numeric=False), _number(row.score),
+        cells = [_method_cell(row, pages or {}), _number(row.score),
                  _number(row.low, text["95% CI"]), _number(row.tier, text["tier"]), Cell(text["cells"], float(row.cells))]
         cells += [_number(getattr(row, family)) for family in families]
         cells += [_number(scores[key]) if key in scores else _missing() for scores in per_group.values()]
@@ -548,6 +550,12 @@ def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[s
                   for label in labels]
         rows.append(cells)
     return _table(headers, rows)
+
+
+def _method_cell(row, pages: dict[str, str]) -> Cell:
+    """A method row's name, linked to its ranking page (`leaderboard.pages.page_links`) when it has one."""
+    href = pages.get(row.method) if row.source == BUILTIN_SOURCE else None
+    return Cell(row.name, row.name, numeric=False, href=href)
 
 
 def _depth_table(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
@@ -630,11 +638,11 @@ def _agreement(records: pd.DataFrame, order: list[tuple], k) -> str:
             f"{format_number(chance)}.</figcaption></figure>")
 
 
-def _group_section(index: int, group: Group, labels: list[str], methods: _Methods) -> str:
+def _group_section(index: int, group: Group, labels: list[str], methods: _Methods, pages: dict[str, str]) -> str:
     order = list(zip(group.ranking["source"], group.ranking["method"]))
     parts = [f'<h2 id="group-{index}">{escape(group.task)} · {escape(group.model)} '
              f"(k* = {escape(format_k(group.k))})</h2>",
-             _ranking_table(group.ranking, group.headline, labels, k=group.k),
+             _ranking_table(group.ranking, group.headline, labels, k=group.k, pages=pages),
              "<p class=note>Baselines and chance levels:</p>", _context(group)]
     for site, site_records in group.records.groupby("site"):
         parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"
@@ -652,6 +660,10 @@ def _group_section(index: int, group: Group, labels: list[str], methods: _Method
             parts += [f"<h3>Site <code>{escape(str(site))}</code>: agreement between methods</h3>",
                       f'<div class="figures">{heat}</div>']
     return "\n".join(parts)
+
+
+def _group_pages(pages: dict[tuple[str, str, str], str], group: Group) -> dict[str, str]:
+    return {method: href for (task, model, method), href in pages.items() if (task, model) == (group.task, group.model)}
 
 
 def _cost_section(costs: pd.DataFrame, methods: _Methods) -> str:
@@ -676,8 +688,10 @@ def _cost_section(costs: pd.DataFrame, methods: _Methods) -> str:
             f'<div class="figures">{figures}</div>' + _table(headers, rows))
 
 
-def render_html(summary: Summary, costs: pd.DataFrame | None = None) -> str:
-    """The whole page as one string."""
+def render_html(summary: Summary, costs: pd.DataFrame | None = None,
+                pages: dict[tuple[str, str, str], str] | None = None) -> str:
+    """The whole page as one string; `pages` maps (task, model, method) to the address of the ranking page its
+    method row in that task's table links to (`leaderboard.pages.page_links`)."""
     groups = list(summary.groups)
     methods = _Methods(summary.ranking)
     toc = "".join(f'<li><a href="#group-{i}">{escape(g.task)} · {escape(g.model)}</a></li>'
@@ -690,7 +704,8 @@ def render_html(summary: Summary, costs: pd.DataFrame | None = None) -> str:
              "Click a column header to sort.")
     body = [f"<h1>neuronbench leaderboard</h1><p class=note>{intro}</p>",
             f"<nav><ul>{toc}</ul></nav>", "<h2 id=\"overall\">Overall</h2>", _overall(summary, groups)]
-    body += [_group_section(i, group, summary.labels, methods) for i, group in enumerate(groups)]
+    body += [_group_section(i, group, summary.labels, methods, _group_pages(pages or {}, group))
+             for i, group in enumerate(groups)]
     if costs is not None and len(costs):
         body.append(_cost_section(costs, methods))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

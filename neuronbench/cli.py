@@ -4,12 +4,14 @@
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --method probeless --top 6
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --neuron 276 --sentence "the dogs are here ."
     neuronbench neurons task=templated_number model=minilm_l6 --layer 3 --method probeless --concepts
+    neuronbench neurons --board leaderboard/published/quick/records.parquet --top 5
     neuronbench manipulate task=templated_number model=smollm2_135m --layer 15 --site mlp --method lca --count 10 \
         --edit zero --sentence "The keys to the cabinet" --at 1 --compare is are
 
 Words after the options are Hydra overrides of the `neuronbench` command line (task= and model= are needed; seed=,
 cache_dir=, task.concept= and the rest as for a job). Pages land under --out in the layout of
-`neuronbench.pages.neuron_page_path` / `ranking_page_path`.
+`neuronbench.pages.neuron_page_path` / `ranking_page_path`. With --board, the task and model come from the board's
+records: the pages a built board links its method rows to (`leaderboard.pages`), into pages/ beside the board.
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
+from leaderboard.board import DEPTH_METRIC, summarize
+from leaderboard.pages import PAGES, cells_with_pages
+from leaderboard.records import board_records
 from leaderboard.submission import read_ranking
 from neuronbench.concepts import corpus_concepts
 from neuronbench.experiment import Experiment, load
@@ -35,12 +42,17 @@ def parser() -> argparse.ArgumentParser:
                                   description="Write the neuron views of one cell as HTML pages with their JSON.",
                                   epilog="Pages are self-contained: open them from disk, no network needed.")
     cli.add_argument("overrides", nargs="*", help="Hydra overrides: task=<name> model=<name> [seed=..] [...]")
-    cli.add_argument("--layer", type=int, required=True, help="layer index (hidden: 0 = embeddings .. L)")
+    cli.add_argument("--layer", type=int, help="layer index (hidden: 0 = embeddings .. L); needed but with --board")
     cli.add_argument("--site", default="hidden", help="hidden (default) or mlp")
     which = cli.add_mutually_exclusive_group(required=True)
     which.add_argument("--neuron", type=int, action="append", help="a neuron's page (repeat for several)")
     which.add_argument("--method", help="a conf/method name: the page of its ranking and of its top neurons")
     which.add_argument("--ranking", help="a saved ranking (.npy, e.g. a job's rankings/hidden_L03.npy): its page")
+    which.add_argument("--board", type=Path,
+                       help="a board's records (a results folder or a records.parquet made by `neuronbench-board "
+                            "pack`): for each built-in method of each task x model, its best seed-0 cell's ranking "
+                            "page (ranked again at this commit) and its --top neurons' pages, into pages/ beside the "
+                            "board; `neuronbench-board build` then links the method rows to them")
     cli.add_argument("--name", help="the ranking's name on its page and in its path (default: --method, or the "
                                     "file's job folder's method)")
     cli.add_argument("--top", type=int, default=6, help="neurons of a ranking shown side by side (default 6)")
@@ -51,8 +63,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--concepts", action="store_true",
                      help="add concept search to each neuron's page: the labels of every task on the corpus it "
                           "detects, and its compositional explanation (nb.concept_search)")
-    cli.add_argument("--out", default="results/neuron_pages",
-                     help="folder the pages go to (default results/neuron_pages)")
+    cli.add_argument("--out", help="folder the pages go to (default results/neuron_pages; with --board, pages/ "
+                                   "beside the board)")
     return cli
 
 
@@ -61,6 +73,12 @@ def main(argv: list[str]) -> int:
     try:
         if args.sentence and not args.neuron:
             raise NeuronbenchError("--sentence goes with --neuron: a ranking's page shows no activation map")
+        if args.board:
+            return _print(_board_pages(args), f"`neuronbench-board build --results {args.board}` links the board's "
+                                              "method rows to these pages")
+        if args.layer is None:
+            raise NeuronbenchError("--layer is needed with --neuron, --method and --ranking")
+        args.out = args.out or "results/neuron_pages"
         acts = _experiment(args.overrides).activations(args.layer, args.site)
         concepts = corpus_concepts(acts) if args.concepts else None
         if args.neuron:
@@ -77,9 +95,42 @@ def main(argv: list[str]) -> int:
     except NeuronbenchError as err:
         print(f"neuronbench neurons: error: {err}", file=sys.stderr)
         return 2
+    return _print(paths)
+
+
+def _print(paths: list[Path], hint: str = "") -> int:
     for path in paths:
         print(path)
+    if hint:
+        print(hint, file=sys.stderr)
     return 0
+
+
+def _board_pages(args) -> list[Path]:
+    """The ranking page of each built-in method's best cell on the board (`leaderboard.pages.best_cells`) and its
+    top neurons' pages, each cell's activations read once; the rankings are recomputed with the records' method
+    parameters, since a packed board keeps no rankings."""
+    if args.layer is not None or any(item.split("=", 1)[0] in ("task", "model") for item in args.overrides):
+        raise NeuronbenchError("--board takes its tasks, models and layers from the board's records: drop --layer, "
+                               "task= and model=")
+    records, _ = board_records(args.board)
+    cells = cells_with_pages(summarize(records))
+    if cells.empty:
+        raise NeuronbenchError(f"{args.board}: no built-in method has seed-0 {DEPTH_METRIC} records at k*; no pages")
+    board = args.board.parent if args.board.suffix == ".parquet" else args.board
+    root = Path(args.out) if args.out else board / PAGES
+    paths = []
+    for (task, concept, model), rows in cells.groupby(["task", "concept", "model"], dropna=False, sort=False):
+        concept = None if pd.isna(concept) else concept
+        exp = _experiment([f"task={task}", f"model={model}", *args.overrides,
+                           *([f"++task.concept={concept}"] if concept else [])])
+        for row in rows.itertuples():
+            acts = exp.activations(int(row.layer), row.site)
+            params = {k: v for k, v in json.loads(row.method_params or "{}").items() if k != "_target_"}
+            ranking = rank(row.method, acts, **params)
+            paths += write_pages(ranking_view(acts, ranking, method=row.method, top=args.top, words=args.words),
+                                 root)
+    return paths
 
 
 def _experiment(overrides: list[str]) -> Experiment:

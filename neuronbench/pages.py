@@ -3,7 +3,7 @@
 The pages are built like the board (leaderboard/html.py: its CSS, its sortable tables and table-sorting script,
 its SVG and tick helpers), so they open from disk with no network; every word comes from a corpus or a user and
 is escaped. `write_pages` puts each page beside its JSON under one folder layout (`neuron_page_path`,
-`ranking_page_path`), which is where a board links to.
+`ranking_page_path`, defined in leaderboard/pages.py so that a board finds the pages it links to).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.cache import atomic_write_bytes
 from leaderboard.board import format_number
 from leaderboard.html import CSS, PALETTE, SCRIPT, Cell, _nice_ticks, _number, _svg, _table, _tick
+from leaderboard.pages import neuron_page_path, ranking_page_path
 from neuronbench.concepts import ConceptSearch
 from neuronbench.views import LabelDistribution, NeuronView, RankingView, WordHit
 
@@ -32,17 +33,6 @@ HIST_WIDTH, HIST_HEIGHT = 520, 250
 SMALL_HIST = (320, 170)
 HIST_MARGIN = {"left": 46, "right": 12, "top": 10, "bottom": 36}
 CARD_WORDS = 8  # top words per neuron on a ranking page (the neuron's own page has all the view holds)
-
-
-def neuron_page_path(root, task: str, model: str, seed: int, site: str, layer: int, neuron: int) -> Path:
-    """Where `write_pages` puts a neuron's page: <root>/<task form>/<model>/seed<s>/neurons/<site>_L<ll>_n<neuron>.html."""
-    return Path(root) / task / model / f"seed{int(seed)}" / "neurons" / f"{site}_L{int(layer):02d}_n{int(neuron)}.html"
-
-
-def ranking_page_path(root, task: str, model: str, seed: int, method: str, site: str, layer: int) -> Path:
-    """Where `write_pages` puts a ranking's page: <root>/<task form>/<model>/seed<s>/<method>/<site>_L<ll>.html (a
-    board's method row for that cell links here)."""
-    return Path(root) / task / model / f"seed{int(seed)}" / method / f"{site}_L{int(layer):02d}.html"
 
 
 def _page_path(root, view: NeuronView) -> Path:

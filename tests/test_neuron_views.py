@@ -10,9 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 
 import neuronbench as nb
 from bench.errors import NeuronbenchError
+from bench.run import run_job
+from conftest import CONF
+from leaderboard.cli import build
 from neuronbench.cli import main as neurons_cli
 from test_html_board import browser, parsed  # noqa: F401  (the board's headless Chromium fixture and HTML parser)
 
@@ -186,3 +190,34 @@ def test_cli_writes_the_pages(tmp_path, capsys):
     assert neurons_cli(["task=planted_single", "model=planted", *PLANTED, "--layer", "0", "--method", "probeless",
                         "--sentence", "the dogs ."]) == 2
     assert "error: --sentence goes with --neuron" in capsys.readouterr().err
+
+
+def test_board_links_its_method_rows_to_the_pages(browser, tmp_path, capsys):  # noqa: F811
+    """A tiny built board: `neuronbench neurons --board` writes each method's best-cell pages beside it, `build`
+    links the task table's method rows to them (relative, every link resolving), and a click opens the page."""
+    results, cache = tmp_path / "board", tmp_path / "cache"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for method in ("random", "probeless"):
+            run_job(compose("config", overrides=[
+                "~suite", "task=planted_single", "model=planted", *PLANTED, f"method={method}", "ks=[1,3,10]",
+                "scorers=[probe_acc]", "test_bootstrap=0", f"results_dir={results}", f"cache_dir={cache}"]), method)
+    build(results, 10)
+    assert 'href="pages/' not in (results / "leaderboard.html").read_text()  # no pages yet: no links
+    assert neurons_cli(["--board", str(results), "--top", "2", *PLANTED, f"cache_dir={cache}"]) == 0
+    written = capsys.readouterr().out.split()
+    assert written[0] == str(results / "pages/planted_single/planted/seed0/probeless/hidden_L00.html")
+    assert len(written) == 2 * 3 and all(os.path.isfile(path) for path in written)
+    build(results, 10)
+    board = results / "leaderboard.html"
+    links = re.findall(r'<a href="([^"#]+)"', board.read_text())
+    assert sorted(links) == ["pages/planted_single/planted/seed0/probeless/hidden_L00.html",
+                             "pages/planted_single/planted/seed0/random/hidden_L00.html"]
+    assert all((results / link).is_file() for link in links)
+
+    browser.get(board.as_uri())
+    browser.find_element("link text", "probeless").click()
+    assert browser.current_url == (results / links[0]).as_uri()
+    assert browser.title.startswith("probeless: top 2 neurons")
+    _check_and_shoot(browser, tmp_path / "board_ranking.png")
+    assert neurons_cli(["--board", str(results), "--layer", "0"]) == 2
+    assert "--board takes its tasks, models and layers from the board's records" in capsys.readouterr().err
