@@ -17,9 +17,10 @@ from html import escape
 import pandas as pd
 
 from leaderboard.board import (
-    BASELINE_METHODS, BUILTIN_SOURCE, DEPTH_METRIC, FAMILY_COLUMNS, METHOD_KEYS, MISSING, Group, Summary, column_label,
-    context_items, cost_summary, depth_stats, format_k, format_number, format_stats, headline_columns, headline_sentence,
-    headline_stats, method_label, overall_sentence, seed_summary,
+    BASELINE_METHODS, BUILTIN_SOURCE, CI_COLUMNS, DEPTH_METRIC, FAMILY_COLUMNS, METHOD_KEYS, MISSING, Group, Summary,
+    column_label, context_items, cost_summary, depth_stats, format_intervals, format_k, format_number, format_stats,
+    headline_columns, headline_sentence, headline_stats, interval_sentence, method_label, overall_sentence,
+    seed_summary,
 )
 
 # Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
@@ -63,6 +64,8 @@ p.note,figcaption,.context{color:#555;font-size:.9em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ddd;padding:.25em .55em}th{max-width:12em}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.missing{color:#aaa;text-align:center}td{white-space:nowrap}
+td small.ci{display:block;color:#777;font-size:.78em;line-height:1.1}
+td.wrap{white-space:normal;min-width:8em;max-width:20em}
 .scroll{overflow-x:auto;max-width:100%}
 thead th{background:#f3f3f3;cursor:pointer;user-select:none}
 thead th:hover{background:#e6eef7}
@@ -80,6 +83,7 @@ svg text{font-family:inherit}
 .baseline{--c:#8c8c8c}
 .series .line{fill:none;stroke:var(--c,#999);stroke-width:1.8}.series.baseline .line{stroke-dasharray:6 3}
 .series .band{fill:var(--c,#999);fill-opacity:.15;stroke:none}.series circle{fill:var(--c,#999)}
+.series .ci{stroke:var(--c,#999);stroke-width:1.2;fill:none}
 .js .series{display:none}.focusing .series{opacity:.12}.focusing .series.focus{opacity:1}
 .focusing .series.focus .line{stroke-width:3}.legend label.focus span{font-weight:bold}
 .bar{fill:var(--c,#c8c8c8)}
@@ -208,6 +212,8 @@ class Cell:
     text: str
     sort: float | str | None
     numeric: bool = True
+    detail: str = ""  # a second, smaller line under the text: the value's 95% interval
+    wrap: bool = False  # long text (a list of names) may wrap
     href: str | None = None
 
 
@@ -215,10 +221,10 @@ def _missing() -> Cell:
     return Cell(MISSING, None)
 
 
-def _number(value, text: str | None = None) -> Cell:
+def _number(value, text: str | None = None, detail: str = "") -> Cell:
     if pd.isna(value):
         return _missing()
-    return Cell(format_number(value) if text is None else text, float(value))
+    return Cell(format_number(value) if text is None else text, float(value), detail=detail)
 
 
 def _table(headers: list[tuple[str, str]], rows: list[list[Cell]], title: str = "") -> str:
@@ -229,14 +235,18 @@ def _table(headers: list[tuple[str, str]], rows: list[list[Cell]], title: str = 
     for row in rows:
         cells = []
         for cell in row:
-            css = "missing" if cell.sort is None else ("num" if cell.numeric else "")
+            css = "missing" if cell.sort is None else ("num" if cell.numeric else "wrap" if cell.wrap else "")
             sort = "" if cell.sort is None else (repr(cell.sort) if isinstance(cell.sort, float) else cell.sort)
             text = escape(cell.text) if cell.href is None else f'<a href="{escape(cell.href)}">{escape(cell.text)}</a>'
-            cells.append(f'<td class="{css}" data-sort="{escape(str(sort))}">{text}</td>')
+            cells.append(f'<td class="{css}" data-sort="{escape(str(sort))}">{text}{_detail(cell)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{escape(title)}</caption>" if title else ""
     return (f'<div class="scroll"><table class="sortable">{caption}<thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _detail(cell: Cell) -> str:
+    return f'<small class="ci">{escape(cell.detail)}</small>' if cell.detail else ""
 
 
 def _breakable(text: str) -> str:
@@ -361,7 +371,7 @@ class _Frame:
 class Series:
     name: str
     attrs: str  # _Methods.attrs of its <g>: the page's script shows, hides and colours it by these
-    points: pd.DataFrame  # k, mean, std, count
+    points: pd.DataFrame  # k, mean, std, count, ci_low, ci_high (NaN: no interval)
 
 
 @dataclass(frozen=True)
@@ -371,13 +381,14 @@ class Reference:
 
 
 def _line_chart(series: list[Series], references: list[Reference], label: str) -> str:
-    """Curves over k on a log axis, with ±std bands over seeds and dotted reference lines."""
+    """Curves over k on a log axis, with ±std bands over seeds, 95% interval whiskers and dotted reference lines."""
     ks = sorted({float(k) for s in series for k in s.points["k"]})
     references = [Reference(r.name, r.points[r.points["k"].isna() | r.points["k"].between(ks[0], ks[-1])])
                   for r in references]
     references = [r for r in references if len(r.points)]
     values = [v for s in series for v in (s.points["mean"] - s.points["std"].fillna(0)).tolist()
               + (s.points["mean"] + s.points["std"].fillna(0)).tolist()]
+    values += [v for s in series for column in ("ci_low", "ci_high") for v in s.points[column].tolist()]
     values += [v for r in references for v in r.points["mean"].tolist()]
     values = [v for v in values if math.isfinite(v)]
     y_ticks = _nice_ticks(min(values), max(values))
@@ -404,11 +415,18 @@ def _line_chart(series: list[Series], references: list[Reference], label: str) -
             band = ""
         parts.append(f'<g {s.attrs}>{band}<path class="line" d="{_path(frame, points)}"><title>{escape(s.name)}'
                      '</title></path>')
-        for k, mean, std, count in zip(points["k"], points["mean"], points["std"], points["count"]):
+        whiskers = points.dropna(subset=["ci_low", "ci_high"])
+        if len(whiskers):
+            parts.append('<path class="ci" d="' + "".join(
+                f"M{frame.x(k):.1f},{frame.y(low):.1f}V{frame.y(high):.1f}"
+                for k, low, high in zip(whiskers["k"], whiskers["ci_low"], whiskers["ci_high"])) + '"/>')
+        for k, mean, std, count, low, high in zip(points["k"], points["mean"], points["std"], points["count"],
+                                                  points["ci_low"], points["ci_high"]):
             spread_text = f" ± {format_number(std)} over {count} seeds" if count > 1 else ""
+            interval_text = "" if pd.isna(low) else f", 95% interval [{format_number(low)}, {format_number(high)}]"
             parts.append(f'<circle cx="{frame.x(k):.1f}" cy="{frame.y(mean):.1f}" r="2.4">'
                          f'<title>{escape(s.name)}: {escape(label)} at k={int(k)} = {format_number(mean)}'
-                         f'{spread_text}</title></circle>')
+                         f'{spread_text}{interval_text}</title></circle>')
         parts.append("</g>")
     return _svg(parts, label)
 
@@ -518,8 +536,9 @@ def _legend(keys: list[tuple], methods: _Methods) -> str:
 
 def _overall(summary: Summary, groups: list[Group]) -> str:
     """The headline over all cells with its interval and tier, the score per task x model, and the headline values."""
-    per_group = {f"score · {g.task} · {g.model}": {member: row.score for row in g.ranking.itertuples()
-                                                   for member in row.members} for g in groups}
+    per_group = {f"score · {g.task} · {g.model}": {member: (row.score, None, _interval(row.low, row.high))
+                                                   for row in g.ranking.itertuples() for member in row.members}
+                 for g in groups}
     return (f"<p class=note>{escape(overall_sentence(summary.overall))}</p>"
             + _ranking_table(summary.ranking, summary.overall, summary.labels, per_group))
 
@@ -531,11 +550,11 @@ def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[s
     values (± over seeds); the group's k replaces `@k*` if given; `pages` links built-in methods to a page."""
     per_group = per_group or {}
     stats = headline_stats(headline).set_index([*METHOD_KEYS, "label"])
-    stats = stats.assign(text=format_stats(stats))[["mean", "text"]]
+    stats = stats.assign(text=format_stats(stats), interval=format_intervals(stats))[["mean", "text", "interval"]]
     families = [f for f in FAMILY_COLUMNS if f in ranking.columns]
     headers = [("method", "ascending"), ("score", "descending"), ("95% CI", "descending"), ("tier", "ascending"),
                ("cells", "descending")]
-    headers += [(family, "descending") for family in families]
+    headers += [(family, "descending") for family in families] + [("tied with", "ascending")]
     headers += [(title, "descending") for title in per_group]
     headers += [(label if k is None else column_label(label, k), "descending") for label in labels]
     rows = []
@@ -544,8 +563,12 @@ def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[s
         text = headline_columns(row)
         cells = [_method_cell(row, pages or {}), _number(row.score),
                  _number(row.low, text["95% CI"]), _number(row.tier, text["tier"]), Cell(text["cells"], float(row.cells))]
-        cells += [_number(getattr(row, family)) for family in families]
-        cells += [_number(scores[key]) if key in scores else _missing() for scores in per_group.values()]
+        cells += [_number(getattr(row, family), None, _interval(getattr(row, f"{family}_low", None),
+                                                                getattr(row, f"{family}_high", None)))
+                  for family in families]
+        cells.append(Cell(text["tied with"], text["tied with"] if row.tied_with is not None else None, numeric=False,
+                          wrap=True))
+        cells += [_number(*scores[key]) if key in scores else _missing() for scores in per_group.values()]
         cells += [_number(*stats.loc[(*key, label)]) if (*key, label) in stats.index else _missing()
                   for label in labels]
         rows.append(cells)
@@ -558,9 +581,14 @@ def _method_cell(row, pages: dict[str, str]) -> Cell:
     return Cell(row.name, row.name, numeric=False, href=href)
 
 
+def _interval(low, high) -> str:
+    """`[low, high]`, or "" for none."""
+    return "" if low is None or pd.isna(low) else f"[{format_number(low)}, {format_number(high)}]"
+
+
 def _depth_table(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
     stats = depth_stats(records, k).set_index([*METHOD_KEYS, "layer"])
-    stats = stats.assign(text=format_stats(stats))[["mean", "text"]]
+    stats = stats.assign(text=format_stats(stats), interval=format_intervals(stats))[["mean", "text", "interval"]]
     layers = sorted(records["layer"].unique())
     keys = list(zip(ranking["source"], ranking["method"]))
     keys += sorted({key[:2] for key in stats.index} - set(keys))
@@ -591,7 +619,8 @@ def _curves(records: pd.DataFrame, order: list[tuple], methods: _Methods) -> lis
     """One figure per curve metric present in one site's records, methods averaged over layers and concepts."""
     figures = []
     records = records.loc[records["metric"].isin(CURVE_INPUTS),
-                          [*METHOD_KEYS, "metric", "k", "seed", "value", "chance"]]  # records are wide
+                          [*METHOD_KEYS, "metric", "k", "seed", "value", "chance",
+                           *(c for c in CI_COLUMNS if c in records)]]  # records are wide
     for metric, title, reference_specs in CURVES:
         rows = records[(records["metric"] == metric) & records["k"].notna() & records["value"].notna()]
         if rows.empty:
@@ -650,7 +679,7 @@ def _group_section(index: int, group: Group, labels: list[str], methods: _Method
         figures = _curves(site_records, order, methods)
         if figures:
             parts += [f"<h3>Site <code>{escape(str(site))}</code>: curves over k (mean over layers; band: ±std over "
-                      "seeds; hover a point for its value)</h3>",
+                      "seeds; whiskers: 95% interval; hover a point for its value)</h3>",
                       f"<p class=note>Tick a method to show it on every chart of the page, each shown method in a "
                       f"colour of its own (at most {len(PALETTE)} at once; baselines grey, dashed); hover a name or a "
                       "curve to pick it out.</p>", _legend(order, methods),
@@ -701,7 +730,7 @@ def render_html(summary: Summary, costs: pd.DataFrame | None = None,
     intro = (f"{escape(headline_sentence(summary.ranking))} Other columns: test-split scores, mean over seeds "
              f"(±std over seeds where there is more than one); {MISSING} marks a value a method lacks. "
              f"<code>@k*</code> is the headline k, the largest k ≤ {summary.headline_k} in each task/model grid. "
-             "Click a column header to sort.")
+             f"Click a column header to sort. {_inline_code(interval_sentence(summary.records))}")
     body = [f"<h1>neuronbench leaderboard</h1><p class=note>{intro}</p>",
             f"<nav><ul>{toc}</ul></nav>", "<h2 id=\"overall\">Overall</h2>", _overall(summary, groups)]
     body += [_group_section(i, group, summary.labels, methods, _group_pages(pages or {}, group))

@@ -143,7 +143,7 @@ def test_page_is_self_contained_with_every_section(page):
 def test_overall_table_ranks_with_coverage_and_dashes_for_missing_cells(page):
     overall = parsed(page).tables[0]
     header, rows = overall[0], overall[1:]
-    assert header == ["method", "score", "95% CI", "tier", "cells", "probe", "selectivity", "ablation",
+    assert header == ["method", "score", "95% CI", "tier", "cells", "probe", "selectivity", "ablation", "tied with",
                       "score · alpha · tiny", "score · beta · tiny", "probe_auc", "probe_acc@k*", "selectivity@k*",
                       "ablate_drop_top@k*"]
     by_name = {row[0]: row for row in rows}
@@ -151,11 +151,11 @@ def test_overall_table_ranks_with_coverage_and_dashes_for_missing_cells(page):
     # 4 cells (2 tasks x 2 layers): too few for an interval; the submission is only in alpha, where it is best.
     assert [row[0] for row in rows] == [f"{EVIL} (submission team)", "lca", "probeless", "random (baseline)"]
     assert submission[1:5] == ["1.000", "—", "—", "2"]
-    assert submission[8:10] == ["1.000", "—"]
+    assert submission[8:11] == ["—", "1.000", "—"]
     assert by_name["lca"][1:5] == ["0.833", "—", "—", "4"]  # beats 2 of 3 in alpha, 2 of 2 in beta
-    assert by_name["lca"][8:10] == ["0.667", "1.000"]
+    assert by_name["lca"][9:11] == ["0.667", "1.000"]
     assert by_name["random (baseline)"][4] == "4"
-    mean, spread = by_name["lca"][11].split("±")  # probe_acc@10 over two seeds 0.01 apart: std 0.005
+    mean, spread = by_name["lca"][12].split("±")  # probe_acc@10 over two seeds 0.01 apart: std 0.005
     assert float(spread) == pytest.approx(0.005, abs=1e-3)
     assert float(mean) == pytest.approx(curve(0.9, 10, 0.5), abs=1e-3)
 
@@ -188,9 +188,9 @@ def test_board_without_per_k_records_has_tables_but_no_curves():
     assert "<figure>" not in page and 'id="cost"' not in page
     assert "alpha · tiny (k* = 3)" in page
     overall = parsed(page).tables[0]
-    assert overall[0] == ["method", "score", "95% CI", "tier", "cells", "score · alpha · tiny", "probe_auc",
-                          "faith_cpr"]
-    assert overall[1] == ["lca", "—", "—", "—", "0", "—", "0.700", "0.700"]  # no per-k family curves: no score
+    assert overall[0] == ["method", "score", "95% CI", "tier", "cells", "tied with", "score · alpha · tiny",
+                          "probe_auc", "faith_cpr"]
+    assert overall[1] == ["lca", "—", "—", "—", "0", "—", "—", "0.700", "0.700"]  # no per-k family curves: no score
 
 
 def test_axis_ticks_are_round_numbers_covering_the_data():
@@ -243,10 +243,10 @@ def test_page_in_chromium(browser, page, tmp_path):
     assert column(overall, 0) == sorted(before)
     headers[0].click()
     assert column(overall, 0) == sorted(before, reverse=True) != before
-    headers[9].click()  # score in beta: the submission has none and stays last either way
-    assert column(overall, 9) == ["1.000", "0.500", "0.000", "—"]
-    headers[9].click()
-    assert column(overall, 9) == ["0.000", "0.500", "1.000", "—"]
+    headers[10].click()  # score in beta: the submission has none and stays last either way
+    assert column(overall, 10) == ["1.000", "0.500", "0.000", "—"]
+    headers[10].click()
+    assert column(overall, 10) == ["0.000", "0.500", "1.000", "—"]
 
     charts = browser.find_elements("css selector", "figure svg")
     assert len(charts) == 2 * 3 + 1 + 2  # 3 curve metrics per task, one heat map, two cost charts
