@@ -423,7 +423,7 @@ def interval_sentence(records: pd.DataFrame) -> str:
     records ci_low and ci_high): none is invented."""
     if not set(CI_COLUMNS) <= set(records.columns) or records["ci_low"].isna().all():
         return ("These records carry no test-sentence intervals (no `ci_low`, `ci_high`: they were made before the "
-                "runner gave them), so the values are shown without intervals.")
+                "runner gave them), so the test-split values are shown without intervals.")
     return ("In square brackets after a test-split value: its 95% interval, from each record's cluster bootstrap "
             "over test sentences (a mean over cells keeps their mean half-width, since they share the test "
             "sentences), each side widened with S >= 2 seeds by the seeds' Student-t half-width t·s/√S in "

@@ -65,7 +65,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ddd;padding:.25em .55em}th{max-width:12em}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.missing{color:#aaa;text-align:center}td{white-space:nowrap}
 td small.ci{display:block;color:#777;font-size:.78em;line-height:1.1}
-td.wrap{white-space:normal;min-width:8em;max-width:20em}
+td.wrap{white-space:normal;min-width:18em;max-width:26em}
 .scroll{overflow-x:auto;max-width:100%}
 thead th{background:#f3f3f3;cursor:pointer;user-select:none}
 thead th:hover{background:#e6eef7}
