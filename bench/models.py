@@ -29,15 +29,24 @@ log = logging.getLogger(__name__)
 
 # The FFN ("mlp") site is the input of each block's FFN output projection: the activation after
 # the non-linearity (and after the gate, for gated FFNs), one value per intermediate neuron.
-FFN_OUTPUT_PROJECTION = {
-    "bert": "encoder.layer.{i}.output.dense",
-    "roberta": "encoder.layer.{i}.output.dense",
-    "mpnet": "encoder.layer.{i}.output.dense",
-    "gpt2": "h.{i}.mlp.c_proj",
-    "gpt_neox": "layers.{i}.mlp.dense_4h_to_h",
-    "llama": "layers.{i}.mlp.down_proj",
-    "xlnet": "layer.{i}.ff.layer_2",
+# `inputs` are the projections that make those activations, where a weight edit needs them
+# (bench.implant): (in,) for a plain FFN `act(in(x))`, (gate, up) for a gated `act(gate(x)) * up(x)`.
+@dataclass(frozen=True)
+class FFNPaths:
+    out: str
+    inputs: tuple[str, ...] = ()
+
+
+FFN_PROJECTIONS = {
+    "bert": FFNPaths("encoder.layer.{i}.output.dense", ("encoder.layer.{i}.intermediate.dense",)),
+    "roberta": FFNPaths("encoder.layer.{i}.output.dense", ("encoder.layer.{i}.intermediate.dense",)),
+    "mpnet": FFNPaths("encoder.layer.{i}.output.dense", ("encoder.layer.{i}.intermediate.dense",)),
+    "gpt2": FFNPaths("h.{i}.mlp.c_proj"),
+    "gpt_neox": FFNPaths("layers.{i}.mlp.dense_4h_to_h"),
+    "llama": FFNPaths("layers.{i}.mlp.down_proj", ("layers.{i}.mlp.gate_proj", "layers.{i}.mlp.up_proj")),
+    "xlnet": FFNPaths("layer.{i}.ff.layer_2"),
 }
+FFN_OUTPUT_PROJECTION = {arch: paths.out for arch, paths in FFN_PROJECTIONS.items()}
 # Architectures whose blocks pass activations sequence-first, (T, B, D): XLNet transposes its inputs
 # on entry and its outputs (last_hidden_state, hidden_states) on exit, so every module inside sees
 # (T, B, D). The hooks of bench.extract and bench.intervene read (B, T, D) and transpose for these.
@@ -53,6 +62,7 @@ class LoadedModel:
     tokenizer: object
     decoder: bool
     device: str = "cpu"
+    implant: dict | None = None  # what bench.implant edited into the weights (layer, neurons per task)
 
     @property
     def extraction_id(self) -> str:
@@ -89,8 +99,17 @@ class LoadedModel:
         arch = self.model.config.model_type
         if arch not in FFN_OUTPUT_PROJECTION:
             raise NeuronbenchError(f"site 'mlp' is not mapped for architecture {arch!r}; add it to "
-                                   "bench.models.FFN_OUTPUT_PROJECTION")
+                                   "bench.models.FFN_PROJECTIONS")
         return self.model.get_submodule(FFN_OUTPUT_PROJECTION[arch].format(i=layer - 1))
+
+    def ffn_inputs(self, layer: int) -> list[torch.nn.Module]:
+        """Block `layer`'s FFN input projections: [in] for a plain FFN, [gate, up] for a gated one."""
+        arch = self.model.config.model_type
+        paths = FFN_PROJECTIONS.get(arch)
+        if paths is None or not paths.inputs:
+            raise NeuronbenchError(f"the FFN input projections of architecture {arch!r} are not mapped; add "
+                                   "them to bench.models.FFN_PROJECTIONS (inputs=...)")
+        return [self.model.get_submodule(path.format(i=layer - 1)) for path in paths.inputs]
 
 
 # Which layers of another model a ranked layer is compared with: the one at the same relative depth
@@ -180,6 +199,7 @@ def _load(name: str, spec_json: str, cache_dir: str | None, device: str) -> Load
     spec = json.loads(spec_json)
     source = spec.get("source")
     decoder = bool(spec.get("decoder", False))
+    implant = None
     if source == "pypi":
         if "convert" in spec:
             path, revision = converted_folder(name, spec, cache_dir), pypi_revision(name, spec)
@@ -195,8 +215,17 @@ def _load(name: str, spec_json: str, cache_dir: str | None, device: str) -> Load
         revision = "random:" + hashlib.sha256(spec_json.encode()).hexdigest()[:12]
     elif source == "hub":
         tokenizer, model, revision = _from_hub(name, spec)
+    elif source == "implant":  # a base model with known neurons edited in, built once (bench.implant)
+        from bench.implant import implanted_folder, read_meta
+
+        path = implanted_folder(name, spec, cache_dir, lambda base, base_spec: _load(
+            base, json.dumps(base_spec, sort_keys=True), cache_dir, "cpu"))
+        implant = read_meta(path)
+        revision = f"implant:{implant['key']}+{implant['base_revision']}"
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True)
     else:
-        raise NeuronbenchError(f"model {name!r}: source must be pypi, hub or random, got {source!r}")
+        raise NeuronbenchError(f"model {name!r}: source must be pypi, hub, random or implant, got {source!r}")
     if not tokenizer.is_fast:
         raise NeuronbenchError(f"model {name!r}: a fast tokenizer is needed for word alignment")
     if spec.get("caveats"):
@@ -204,7 +233,7 @@ def _load(name: str, spec_json: str, cache_dir: str | None, device: str) -> Load
     model.eval().to(device)
     log.info("loaded model %s (%s, %d layers) on %s", name, revision, model.config.num_hidden_layers, device)
     return LoadedModel(name=name, revision=revision, model=model, tokenizer=tokenizer, decoder=decoder,
-                       device=device)
+                       device=device, implant=implant)
 
 
 def load_model(name: str, spec: dict, cache_dir: str | Path | None = None, device: str = "cpu") -> LoadedModel:

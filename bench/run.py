@@ -37,6 +37,7 @@ from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, check_concept, control_labels, select_examples
 from bench.extract import POOLINGS, extract, word_validity
+from bench.implant import implant_truth
 from bench.intervene import model_context, word_refs
 from bench.layer import LayerData
 from bench.model_sources import MODEL_CONFIGS
@@ -87,6 +88,7 @@ class CellSource:
     load: Callable[[str, int], dict[str, np.ndarray]]
     truth: tuple | None = None
     model: LoadedModel | None = None
+    cell_truth: Callable[[str, int], tuple | None] | None = None  # an implanted model's truth per cell
     family: Callable[[], Examples] | None = None  # a concept job's multi-class form, made when the model runs
 
 
@@ -135,7 +137,7 @@ def extracted_source(task, cfg: DictConfig) -> CellSource:
         return {s: cache.read_words(entry, s, site, layer, examples.index[s]) for s in SPLITS}
 
     return CellSource(revision=loaded.extraction_id, pooling=pooling, examples=examples, layers=layers,
-                      load=load, model=loaded,
+                      load=load, model=loaded, cell_truth=partial(implant_truth, loaded.implant, task_cfg.name),
                       family=partial(select, concept=None) if task_cfg.get("concept") else None)
 
 
@@ -524,7 +526,8 @@ def run_methods(cfg: DictConfig, methods: dict[str, dict]) -> dict[str, Path]:
         cell = f"{task_cfg.name}/{model_cfg.name}/{site}/L{layer}"
         X = source.load(site, layer)
         cell_context = context.at(site, layer) if context is not None else None
-        data = LayerData(X, examples, where=cell, truth=source.truth, context=cell_context, resamples=resamples)
+        truth = source.cell_truth(site, layer) if source.cell_truth is not None else source.truth
+        data = LayerData(X, examples, where=cell, truth=truth, context=cell_context, resamples=resamples)
         key = (task_cfg.name, model_cfg.name, layer, site, task_cfg.get("concept"))
         ks = k_grid(data.n_neurons, cfg.ks)
         scored: dict[bytes, tuple[str, list[tuple[str, Score]], dict]] = {}  # ranking -> first method, rows, times

@@ -175,7 +175,11 @@ def ablation(ranking, data: LayerData, ks, rng) -> list[Score]:
 def planted(ranking, data: LayerData, ks, rng) -> list[Score]:
     """Recovery of planted neurons G (reference.md#metric-planted): R-precision, recall@k, AP, group recall."""
     if data.truth is None:
-        raise NeuronbenchError("scorer 'planted' needs a planted task (task=planted_*, model=planted)")
+        raise NeuronbenchError("scorer 'planted' needs a planted task (task=planted_*, model=planted) or an "
+                               "implanted model and its concept's task (e.g. model=minilm_l6_implanted "
+                               "task=templated_number)")
+    if not data.truth:  # a cell of an implanted model away from the implant: nothing to recover there
+        return []
     truth = frozenset().union(*data.truth)
     size, d = len(truth), data.n_neurons
     hits = np.isin(ranking, sorted(truth))

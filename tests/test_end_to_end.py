@@ -129,7 +129,7 @@ def test_every_config_composes(group):
         if group == "task":
             assert cfg.task.name == path.stem and cfg.task.version and cfg.task.loader._target_
         elif group == "model":
-            assert cfg.model.name == path.stem and cfg.model.source in {"pypi", "hub", "random", "planted"}
+            assert cfg.model.name == path.stem and cfg.model.source in {"pypi", "hub", "random", "planted", "implant"}
         elif group == "method":
             assert cfg.method._target_.startswith("methods.")
         else:
