@@ -672,6 +672,8 @@ def _group_section(index: int, group: Group, labels: list[str], methods: _Method
     parts = [f'<h2 id="group-{index}">{escape(group.task)} · {escape(group.model)} '
              f"(k* = {escape(format_k(group.k))})</h2>",
              _ranking_table(group.ranking, group.headline, labels, k=group.k, pages=pages),
+             *([f"<p class=note>A method's name opens the page of its top neurons in its best cell (the layer of "
+                f"its highest <code>{DEPTH_METRIC}@k*</code>, seed 0).</p>"] if pages else []),
              "<p class=note>Baselines and chance levels:</p>", _context(group)]
     for site, site_records in group.records.groupby("site"):
         parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"

@@ -63,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--concepts", action="store_true",
                      help="add concept search to each neuron's page: the labels of every task on the corpus it "
                           "detects, and its compositional explanation (nb.concept_search)")
+    cli.add_argument("--no-json", dest="data", action="store_false",
+                     help="write the HTML pages only, not the JSON of their data beside them")
     cli.add_argument("--out", help="folder the pages go to (default results/neuron_pages; with --board, pages/ "
                                    "beside the board)")
     return cli
@@ -83,7 +85,8 @@ def main(argv: list[str]) -> int:
         concepts = corpus_concepts(acts) if args.concepts else None
         if args.neuron:
             paths = [path for neuron in args.neuron for path in write_pages(
-                neuron_view(acts, neuron, top=args.words, sentences=args.sentence, concepts=concepts), args.out)]
+                neuron_view(acts, neuron, top=args.words, sentences=args.sentence, concepts=concepts), args.out,
+                args.data)]
         else:
             if args.method:
                 ranking, name = rank(args.method, acts), args.name or args.method
@@ -91,7 +94,7 @@ def main(argv: list[str]) -> int:
                 ranking = read_ranking(args.ranking, acts.n_neurons)
                 name = args.name or _method_of(args.ranking)
             paths = write_pages(ranking_view(acts, ranking, method=name, top=args.top, words=args.words,
-                                             concepts=concepts), args.out)
+                                             concepts=concepts), args.out, args.data)
     except NeuronbenchError as err:
         print(f"neuronbench neurons: error: {err}", file=sys.stderr)
         return 2
@@ -129,7 +132,7 @@ def _board_pages(args) -> list[Path]:
             params = {k: v for k, v in json.loads(row.method_params or "{}").items() if k != "_target_"}
             ranking = rank(row.method, acts, **params)
             paths += write_pages(ranking_view(acts, ranking, method=row.method, top=args.top, words=args.words),
-                                 root)
+                                 root, args.data)
     return paths
 
 

@@ -39,23 +39,24 @@ def _page_path(root, view: NeuronView) -> Path:
     return neuron_page_path(root, view.task, view.model, view.seed, view.site, view.layer, view.neuron)
 
 
-def write_pages(view: NeuronView | RankingView, root) -> list[Path]:
-    """Write the page of `view` and its JSON (same name, .json) under `root`; a ranking's page also writes the page
-    of each of its neurons, which it links to. Returns the HTML paths, the view's own first."""
+def write_pages(view: NeuronView | RankingView, root, data: bool = True) -> list[Path]:
+    """Write the page of `view` and, with `data`, its JSON (same name, .json) under `root`; a ranking's page also
+    writes the page of each of its neurons, which it links to. Returns the HTML paths, the view's own first."""
     if isinstance(view, NeuronView):
         path = _page_path(root, view)
-        _write(path, neuron_page(view), view.to_json())
+        _write(path, neuron_page(view), view.to_json() if data else None)
         return [path]
     first = view.neurons[0]
     path = ranking_page_path(root, first.task, first.model, first.seed, view.method, first.site, first.layer)
     links = {n.neuron: os.path.relpath(_page_path(root, n), path.parent) for n in view.neurons}
-    _write(path, ranking_page(view, links), view.to_json())
-    return [path] + [p for n in view.neurons for p in write_pages(n, root)]
+    _write(path, ranking_page(view, links), view.to_json() if data else None)
+    return [path] + [p for n in view.neurons for p in write_pages(n, root, data)]
 
 
-def _write(path: Path, page: str, data: str) -> None:
+def _write(path: Path, page: str, data: str | None) -> None:
     atomic_write_bytes(path, page.encode())
-    atomic_write_bytes(path.with_suffix(".json"), data.encode())
+    if data is not None:
+        atomic_write_bytes(path.with_suffix(".json"), data.encode())
 
 
 def neuron_page(view: NeuronView) -> str:

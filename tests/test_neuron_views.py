@@ -193,8 +193,9 @@ def test_cli_writes_the_pages(tmp_path, capsys):
 
 
 def test_board_links_its_method_rows_to_the_pages(browser, tmp_path, capsys):  # noqa: F811
-    """A tiny built board: `neuronbench neurons --board` writes each method's best-cell pages beside it, `build`
-    links the task table's method rows to them (relative, every link resolving), and a click opens the page."""
+    """A tiny built board: `neuronbench neurons --board` writes each method's best-cell pages beside it (HTML only
+    with --no-json), `build` links the task table's method rows to them (relative, every link resolving) and says
+    so under the table, and a click opens the page."""
     results, cache = tmp_path / "board", tmp_path / "cache"
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for method in ("random", "probeless"):
@@ -203,8 +204,9 @@ def test_board_links_its_method_rows_to_the_pages(browser, tmp_path, capsys):  #
                 "scorers=[probe_acc]", "test_bootstrap=0", f"results_dir={results}", f"cache_dir={cache}"]), method)
     build(results, 10)
     assert 'href="pages/' not in (results / "leaderboard.html").read_text()  # no pages yet: no links
-    assert neurons_cli(["--board", str(results), "--top", "2", *PLANTED, f"cache_dir={cache}"]) == 0
+    assert neurons_cli(["--board", str(results), "--top", "2", "--no-json", *PLANTED, f"cache_dir={cache}"]) == 0
     written = capsys.readouterr().out.split()
+    assert not list(results.joinpath("pages").rglob("*.json"))
     assert written[0] == str(results / "pages/planted_single/planted/seed0/probeless/hidden_L00.html")
     assert len(written) == 2 * 3 and all(os.path.isfile(path) for path in written)
     build(results, 10)
@@ -213,6 +215,7 @@ def test_board_links_its_method_rows_to_the_pages(browser, tmp_path, capsys):  #
     assert sorted(links) == ["pages/planted_single/planted/seed0/probeless/hidden_L00.html",
                              "pages/planted_single/planted/seed0/random/hidden_L00.html"]
     assert all((results / link).is_file() for link in links)
+    assert "A method's name opens the page of its top neurons" in board.read_text()
 
     browser.get(board.as_uri())
     browser.find_element("link text", "probeless").click()

@@ -34,10 +34,10 @@ def test_progress_logs_at_most_every_interval_and_at_the_end(caplog):
 
 
 @pytest.mark.parametrize("overrides, size", [(["suite=standard"], 42), (["suite=standard", "seed=0"], 14),
-                                             ([], 12), (["method=probeless,random", "seed=0,1,2"], 24),
+                                             ([], 16), (["method=probeless,random", "seed=0,1,2"], 24),
                                              (["suite=planted"], 15)])
 def test_sweep_size_is_the_sweepers_product(overrides, size):
-    """suite=standard 14 tasks x 3 seeds; the default suite=quick 4 tasks x 3 methods, with the command line's
+    """suite=standard 14 tasks x 3 seeds; the default suite=quick 4 tasks x 4 methods, with the command line's
     2 methods x 3 seeds replacing its methods; suite=planted glob(planted_*) (5 tasks) x 3 methods."""
     single = [o for o in overrides if "," not in o]  # compose refuses sweeps; Hydra records them as given
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
