@@ -334,24 +334,18 @@ def seed_summary(records: pd.DataFrame, by: list) -> pd.DataFrame:
     """Average over everything but `by` within each seed, then mean/std/count over seeds and the 95% interval
     (`over_seeds`).
 
-    Averaging per seed first keeps the ± a spread over seeds of the number shown, not a mix of cell stds. The
-    cells of one task (layers, sites, concepts, models) are scored on its test sentences and their resamples,
-    so their errors move together: their mean keeps the mean of their half-widths, the widest it can be whatever
-    their correlation. Tasks have test sets and resamples of their own, so their errors are independent: a mean
-    over tasks adds their weighted half-widths in quadrature, sqrt(sum_t (n_t h_t)²) / sum_t n_t over the n_t
-    cells of task t (records without a task column are one task). A cell without an interval leaves the mean
+    Averaging per seed first keeps the ± a spread over seeds of the number shown, not a mix of cell stds. A
+    seed's mean over cells keeps the mean of their half-widths: the widest its interval can be whatever their
+    correlation, and close to it here, since the cells of a task, and the tasks of one corpus (the templated
+    sentences, a UD treebank), are scored on the same test sentences. A cell without an interval leaves the mean
     without one.
     """
     rows = _with_half_widths(records)
-    per_task = rows.groupby([*by, "seed", *(["task"] if "task" in rows and "task" not in by else [])], dropna=False)
-    counts = per_task[["value", "lower", "upper"]].count()
-    tasks = per_task[["lower", "upper"]].mean().mul(counts["value"], axis=0).pow(2).assign(
-        total=per_task["value"].sum(), n=counts["value"],
-        complete=(counts["lower"] == counts["value"]) & (counts["upper"] == counts["value"]))
-    grouped = tasks.groupby([*by, "seed"], dropna=False)
-    sums = grouped[["lower", "upper", "total", "n"]].sum()
-    per_seed = pd.DataFrame({"value": sums["total"] / sums["n"]}).assign(
-        **{side: (np.sqrt(sums[side]) / sums["n"]).where(grouped["complete"].all()) for side in ("lower", "upper")})
+    grouped = rows.groupby([*by, "seed"], dropna=False)
+    per_seed = grouped[["value", "lower", "upper"]].mean()
+    counts = grouped[["value", "lower", "upper"]].count()
+    complete = (counts["lower"] == counts["value"]) & (counts["upper"] == counts["value"])
+    per_seed[["lower", "upper"]] = per_seed[["lower", "upper"]].where(complete, axis=0)
     return over_seeds(per_seed.reset_index().groupby(by, dropna=False)).reset_index()
 
 
@@ -432,10 +426,10 @@ def interval_sentence(records: pd.DataFrame) -> str:
         return ("These records carry no test-sentence intervals (no `ci_low`, `ci_high`: they were made before the "
                 "runner gave them), so the test-split values are shown without intervals.")
     return ("In square brackets after a test-split value: its 95% interval, from each record's cluster bootstrap "
-            "over test sentences (a mean over the cells of one task keeps their mean half-width, since they share "
-            "its test sentences; tasks, scored on test sets of their own, add in quadrature), each side widened "
-            "with S >= 2 seeds by the seeds' Student-t half-width t·s/√S in quadrature; values that do not depend "
-            "on test sentences (agreement, stability) have none.")
+            "over test sentences (a mean over cells keeps their mean half-width, an upper bound whatever their "
+            "correlation: cells of a task, and tasks of one corpus, share test sentences), each side widened with "
+            "S >= 2 seeds by the seeds' Student-t half-width t·s/√S in quadrature; values that do not depend on "
+            "test sentences (agreement, stability) have none.")
 
 
 def headline_columns(row) -> dict[str, str]:

@@ -43,9 +43,9 @@ def test_one_seed_is_its_percentile_interval_and_a_mean_over_cells_averages_half
     assert per_layer_mean["ci_high"] == pytest.approx(0.81 + math.hypot(upper, seeds))
 
 
-def test_a_mean_over_tasks_adds_their_weighted_half_widths_in_quadrature():
-    """Two layers of `pos` (half-widths 0.02 and 0.04 below, 0.01 and 0.03 above) and one of `ner` (0.06, 0.05):
-    pos's errors move together (mean 0.03 over 2 cells), ner's are independent of them."""
+def test_a_mean_over_tasks_keeps_their_mean_half_widths():
+    """Tasks of one corpus share its test sentences, so the Overall mean over tasks is no narrower than its cells:
+    `pos` (two layers) and `ner` (one), lower half-widths 0.02, 0.04, 0.06 and upper 0.01, 0.03, 0.05."""
     records = make_records(*[{"method": "a", "task": task, "metric": "probe_acc", "k": 5, "layer": layer,
                               "value": value, "ci_low": value - below, "ci_high": value + above}
                              for task, layer, value, below, above in (("pos", 0, 0.8, 0.02, 0.01),
@@ -53,10 +53,7 @@ def test_a_mean_over_tasks_adds_their_weighted_half_widths_in_quadrature():
                                                                       ("ner", 0, 0.6, 0.06, 0.05))])
     row = seed_summary(records, ["method"]).iloc[0]
     assert row["mean"] == pytest.approx(0.7)
-    assert row["ci_low"] == pytest.approx(0.7 - math.hypot(2 * 0.03, 0.06) / 3)  # 0.7 - 0.028284
-    assert row["ci_high"] == pytest.approx(0.7 + math.hypot(2 * 0.02, 0.05) / 3)
-    assert seed_summary(records, ["method", "task"]).set_index("task")["ci_low"].to_dict() == pytest.approx(
-        {"ner": 0.54, "pos": 0.72})
+    assert [row["ci_low"], row["ci_high"]] == pytest.approx([0.7 - 0.04, 0.7 + 0.03])
 
 
 def test_a_record_without_an_interval_leaves_its_mean_without_one():
