@@ -381,7 +381,8 @@ def _format_numbers(values: pd.Series) -> pd.Series:
 
 
 def format_number(value) -> str:
-    return MISSING if pd.isna(value) else f"{value:.3f}"
+    """Three decimals; a value that rounds to zero is 0.000, never -0.000 (interval ends often are)."""
+    return MISSING if pd.isna(value) else f"{round(float(value), 3) + 0.0:.3f}"
 
 
 def format_k(k) -> str:

@@ -55,6 +55,7 @@ TEXT_WIDTH = 6.5  # average pixels per character at font size 11, to size label 
 TICK_WIDTH = 6.4  # pixels per character of a tick label (font size 10), to keep neighbours apart
 TICK_GAP = 6  # least pixels between two tick labels
 MARGIN = {"left": 48, "right": 12, "top": 10, "bottom": 38}
+WRAP_AT = 30  # characters: a longer list of tied methods wraps in a wide cell, a shorter one keeps its line
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;padding:0 1.2em 3em;
@@ -567,7 +568,7 @@ def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[s
                                                                 getattr(row, f"{family}_high", None)))
                   for family in families]
         cells.append(Cell(text["tied with"], text["tied with"] if row.tied_with is not None else None, numeric=False,
-                          wrap=True))
+                          wrap=len(text["tied with"]) > WRAP_AT))
         cells += [_number(*scores[key]) if key in scores else _missing() for scores in per_group.values()]
         cells += [_number(*stats.loc[(*key, label)]) if (*key, label) in stats.index else _missing()
                   for label in labels]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from leaderboard.board import aggregate, build_board, long_table, seed_summary, summarize
+from leaderboard.board import aggregate, build_board, format_number, long_table, seed_summary, summarize
 from test_board import make_records, section
 
 T_1, T_2 = 12.706204736174707, 4.302652729911275  # Student t, 97.5% quantile, 1 and 2 degrees of freedom
@@ -120,3 +120,7 @@ def test_a_method_missing_a_hard_task_gains_nothing_in_the_overall_values():
     overall = section(markdown, "## Overall")
     assert [line.split(" | ")[-1] for line in overall[2:]] == ["0.800 [0.700, 0.900] |"] * 2
     assert "0.300 [0.200, 0.400]" in "".join(section(markdown, "## ner · tiny (k* = 5)"))
+
+
+def test_interval_ends_that_round_to_zero_print_without_a_sign():
+    assert [format_number(v) for v in (-0.0004, 0.0004, -0.0006)] == ["0.000", "0.000", "-0.001"]
