@@ -438,14 +438,15 @@ def headline_columns(row) -> dict[str, str]:
     row, as text."""
     return {"score": format_number(row.score), "95% CI": format_interval(row.low, row.high),
             "tier": MISSING if pd.isna(row.tier) else str(int(row.tier)), "cells": str(row.cells),
-            **{family: format_number(getattr(row, family)) + _bracketed(getattr(row, f"{family}_low", None),
-                                                                       getattr(row, f"{family}_high", None))
+            **{family: " ".join(filter(None, (format_number(getattr(row, family)), bracketed_interval(
+                getattr(row, f"{family}_low", None), getattr(row, f"{family}_high", None)))))
                for family in FAMILY_COLUMNS if hasattr(row, family)},
             "tied with": MISSING if row.tied_with is None else row.tied_with or "none"}
 
 
-def _bracketed(low, high) -> str:
-    return "" if low is None or pd.isna(low) else f" [{format_number(low)}, {format_number(high)}]"
+def bracketed_interval(low, high) -> str:
+    """`[low, high]`, or "" where there is no interval."""
+    return "" if low is None or pd.isna(low) else f"[{format_number(low)}, {format_number(high)}]"
 
 
 def render_markdown(summary: Summary) -> str:

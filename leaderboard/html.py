@@ -18,9 +18,9 @@ import pandas as pd
 
 from leaderboard.board import (
     BASELINE_METHODS, BUILTIN_SOURCE, CI_COLUMNS, DEPTH_METRIC, FAMILY_COLUMNS, METHOD_KEYS, MISSING, Group, Summary,
-    column_label, context_items, cost_summary, depth_stats, format_intervals, format_k, format_number, format_stats,
-    headline_columns, headline_sentence, headline_stats, interval_sentence, method_label, overall_sentence,
-    seed_summary,
+    bracketed_interval, column_label, context_items, cost_summary, depth_stats, format_intervals, format_k,
+    format_number, format_stats, headline_columns, headline_sentence, headline_stats, interval_sentence, method_label,
+    overall_sentence, seed_summary,
 )
 
 # Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
@@ -537,7 +537,7 @@ def _legend(keys: list[tuple], methods: _Methods) -> str:
 
 def _overall(summary: Summary, groups: list[Group]) -> str:
     """The headline over all cells with its interval and tier, the score per task x model, and the headline values."""
-    per_group = {f"score · {g.task} · {g.model}": {member: (row.score, None, _interval(row.low, row.high))
+    per_group = {f"score · {g.task} · {g.model}": {member: (row.score, None, bracketed_interval(row.low, row.high))
                                                    for row in g.ranking.itertuples() for member in row.members}
                  for g in groups}
     return (f"<p class=note>{escape(overall_sentence(summary.overall))}</p>"
@@ -564,8 +564,8 @@ def _ranking_table(ranking: pd.DataFrame, headline: pd.DataFrame, labels: list[s
         text = headline_columns(row)
         cells = [_method_cell(row, pages or {}), _number(row.score),
                  _number(row.low, text["95% CI"]), _number(row.tier, text["tier"]), Cell(text["cells"], float(row.cells))]
-        cells += [_number(getattr(row, family), None, _interval(getattr(row, f"{family}_low", None),
-                                                                getattr(row, f"{family}_high", None)))
+        cells += [_number(getattr(row, family), None, bracketed_interval(getattr(row, f"{family}_low", None),
+                                                                         getattr(row, f"{family}_high", None)))
                   for family in families]
         cells.append(Cell(text["tied with"], text["tied with"] if row.tied_with is not None else None, numeric=False,
                           wrap=len(text["tied with"]) > WRAP_AT))
@@ -580,11 +580,6 @@ def _method_cell(row, pages: dict[str, str]) -> Cell:
     """A method row's name, linked to its ranking page (`leaderboard.pages.page_links`) when it has one."""
     href = pages.get(row.method) if row.source == BUILTIN_SOURCE else None
     return Cell(row.name, row.name, numeric=False, href=href)
-
-
-def _interval(low, high) -> str:
-    """`[low, high]`, or "" for none."""
-    return "" if low is None or pd.isna(low) else f"[{format_number(low)}, {format_number(high)}]"
 
 
 def _depth_table(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
