@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
-from bench.core.pairs import PAIR_SPLITS, MinimalPairs, Pair
+from bench.core.pairs import PAIR_SPLITS, Crossed, CrossedPairs, MinimalPairs, Pair
 from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.seeds import cell_rng
@@ -341,12 +341,14 @@ N_PAIRS = 200  # per split, before the behavioural scorer keeps those the model 
 
 
 def pair_declaration(attribute: str, seed: int) -> dict:
-    """What a task's meta says about its pairs: the loader configs of its concept's and of the off-target
-    pairs, which the behavioural scorer instantiates (bench reads them without importing tasks/)."""
+    """What a task's meta says about its pairs: the loader configs of its concept's, of the off-target and of the
+    crossed (number x tense) pairs, which the behavioural scorers instantiate (bench reads them without importing
+    tasks/)."""
     def loader(name: str) -> dict:
         return {"_target_": "tasks.templated.minimal_pairs", "attribute": name, "seed": seed}
 
-    return {"concept": loader(attribute), "off_target": loader(PAIR_ATTRIBUTES[attribute])}
+    return {"concept": loader(attribute), "off_target": loader(PAIR_ATTRIBUTES[attribute]),
+            "crossed": {"_target_": "tasks.templated.crossed_pairs", "seed": seed}}
 
 
 def minimal_pairs(attribute: str, n_pairs: int = N_PAIRS, seed: int = 0) -> MinimalPairs:
@@ -399,16 +401,46 @@ def _number_pair(rng: np.random.Generator) -> Pair:
                 (COPULA[tense, OTHER if plural else THIRD_SINGULAR], COPULA[tense, THIRD_SINGULAR if plural else OTHER]))
 
 
-def _tense_pair(rng: np.random.Generator) -> Pair:
+def _clause_frame(rng: np.random.Generator) -> tuple[list[str], dict[str, str], list[str], bool, dict[bool, list[str]]]:
+    """'the dog | slept/sleeps | in the box and | the cat/the cats': the first subject, its verb in both tenses,
+    the words between, the second subject's drawn number and that subject in both numbers (keyed by plural)."""
     first_plural = _chance(rng, 0.5)
     first = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(ANIMATE_NOUNS)))[first_plural]
     verb = _pick(rng, INTRANSITIVE_VERBS)  # every one has a past unlike its present
     forms = {"Past": verb.past, "Pres": verb.base if first_plural else verb.third_singular}
     rest = _prepositional_phrase(rng, PLACE_PREPOSITIONS) if _chance(rng, 0.4) else []
     second_plural = _chance(rng, 0.5)
-    second = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(ANIMATE_NOUNS)))[second_plural]
+    second = _plain_noun_phrases(rng, _pick(rng, _changing_nouns(ANIMATE_NOUNS)))
+    return first, forms, [word.form for word in rest] + ["and"], second_plural, second
+
+
+def _tense_pair(rng: np.random.Generator) -> Pair:
+    first, forms, between, second_plural, second = _clause_frame(rng)
     tense, other = ("Past", "Pres") if _chance(rng, 0.5) else ("Pres", "Past")
-    tail = [word.form for word in rest] + ["and", *second]
+    tail = between + second[second_plural]
     agreement = OTHER if second_plural else THIRD_SINGULAR
     return Pair(tuple(first + [forms[tense]] + tail), tuple(first + [forms[other]] + tail), (len(first),) * 2,
                 (COPULA[tense, agreement], COPULA[other, agreement]))
+
+
+CROSSED_ATTRIBUTES = ("number", "tense")  # of the crossed pairs, in the order of their values
+
+
+def crossed_pairs(n_pairs: int = N_PAIRS, seed: int = 0) -> CrossedPairs:
+    """`n_pairs` test pairs for RAVEL's cause and isolation (reference addendum B.2): the tense pairs' frame
+    "the dog slept and the cat" -> was, whose source flips both the first verb's tense and the second subject's
+    number ("the dog sleeps and the cats" -> are), so the copula encodes both attributes of each prompt."""
+    rng = cell_rng(seed, "crossed_pairs")
+    pairs: dict[tuple[str, ...], Crossed] = {}
+    while len(pairs) < n_pairs:
+        first, forms, between, plural, second = _clause_frame(rng)
+        tense, other = ("Past", "Pres") if _chance(rng, 0.5) else ("Pres", "Past")
+        base = tuple(first + [forms[tense]] + between + second[plural])
+        source = tuple(first + [forms[other]] + between + second[not plural])
+        number = {True: "Plur", False: "Sing"}
+        pairs.setdefault(base, Crossed(base, source, (len(base) - 1, len(first)),
+                                       ((number[plural], tense), (number[not plural], other))))
+    answers = tuple(((number, tense), COPULA[tense, OTHER if number == "Plur" else THIRD_SINGULAR])
+                    for number in ("Sing", "Plur") for tense in TENSES)
+    return CrossedPairs(name="templated_crossed_pairs", attributes=CROSSED_ATTRIBUTES, answers=answers,
+                        pairs=tuple(pairs.values()))
