@@ -212,7 +212,10 @@ def _edit(edit, neurons: np.ndarray, activations, where: str) -> Edit:
 
 
 def _described(edit) -> str:
-    return edit if isinstance(edit, str) else f"{edit[0]}={edit[1]}"
+    """The edit as given, one value per neuron at 4 significant digits (numpy's repr of an array wraps lines)."""
+    if isinstance(edit, str) or np.ndim(edit[1]) == 0:
+        return edit if isinstance(edit, str) else f"{edit[0]}={edit[1]}"
+    return f"{edit[0]}=[{', '.join(f'{float(v):.4g}' for v in np.ravel(edit[1]))}]"
 
 
 def _next_tokens(loaded: LoadedModel, inputs, site, layer, change: Edit | None, pair, top: int,

@@ -49,3 +49,11 @@ def test_readme_concept_search_runs_as_written(tmp_path, monkeypatch):
     assert len(promised) == 4
     assert output.splitlines()[-4].split() == ["neuron", "concept", "formula"]
     assert output.splitlines()[-3].split()[:3] == ["0", "276", "templated_number:Sing"]
+
+
+def test_readme_manipulation_runs_as_written(tmp_path, monkeypatch):
+    """The "Manipulation" subsection's block on smollm2_135m: probeless's number neurons, pushed singular at the
+    subject, turn the model's verb from `are` to `is`."""
+    output, promised = run_block(readme_block("\n### Manipulation"), tmp_path, monkeypatch)
+    assert len(promised) == 2
+    assert "continuation before: '.\\n\\nThe key to the cabinet'" in output.splitlines()
