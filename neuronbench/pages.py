@@ -1,9 +1,10 @@
 """Neuron views as self-contained HTML pages: one per neuron, one per ranking (its top neurons side by side).
 
-The pages are built like the board (leaderboard/html.py: its CSS, its sortable tables and table-sorting script,
-its SVG and tick helpers), so they open from disk with no network; every word comes from a corpus or a user and
-is escaped. `write_pages` puts each page beside its JSON under one folder layout (`neuron_page_path`,
-`ranking_page_path`, defined in leaderboard/pages.py so that a board finds the pages it links to).
+The pages are built like the board, from the parts they share (leaderboard/htmlparts.py: its CSS, sortable tables
+and table-sorting script, SVG and tick helpers), so they open from disk with no network; every word comes from a
+corpus or a user and is escaped. `write_pages` puts each page beside its JSON under one folder layout
+(`neuron_page_path`, `ranking_page_path`, defined in leaderboard/pages.py so that a board finds the pages it links
+to).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from bench.cache import atomic_write_bytes
 from leaderboard.board import format_number
-from leaderboard.html import CSS, PALETTE, SCRIPT, Cell, _nice_ticks, _number, _svg, _table, _tick
+from leaderboard.html import PALETTE
+from leaderboard.htmlparts import CSS, SCRIPT, Cell, nice_ticks, number, svg, table, tick
 from leaderboard.pages import neuron_page_path, ranking_page_path
 from neuronbench.concepts import ConceptSearch
 from neuronbench.views import LabelDistribution, NeuronView, RankingView, WordHit
@@ -123,25 +125,25 @@ def _hits_table(hits: tuple[WordHit, ...]) -> str:
                *([("right context", "ascending")] if context else []), ("activation", "descending"),
                ("label", "ascending"), ("n", "descending"), ("mean", "descending"),
                ("split · sentence" if context else "split", "ascending")]
-    rows = [[_number(i, str(i)), *([Cell(h.left, h.left)] if context else []), _text(h.word),
-             *([_text(h.right)] if context else []), _number(h.activation), _text(h.label),
-             _number(h.count, str(h.count)), _number(h.mean),
+    rows = [[number(i, str(i)), *([Cell(h.left, h.left)] if context else []), _text(h.word),
+             *([_text(h.right)] if context else []), number(h.activation), _text(h.label),
+             number(h.count, str(h.count)), number(h.mean),
              _text(h.split if h.sentence is None else f"{h.split} · {h.sentence}")]
             for i, h in enumerate(hits, 1)]
-    return _table(headers, rows)
+    return table(headers, rows)
 
 
 def _words_table(hits: tuple[WordHit, ...], title: str) -> str:
-    rows = [[_text(h.word), _number(h.activation), _text(h.label)] for h in hits]
-    return _table([("word", "ascending"), ("activation", "descending"), ("label", "ascending")], rows, title)
+    rows = [[_text(h.word), number(h.activation), _text(h.label)] for h in hits]
+    return table([("word", "ascending"), ("activation", "descending"), ("label", "ascending")], rows, title)
 
 
 def _distribution_table(distribution: tuple[LabelDistribution, ...]) -> str:
     headers = [("label", "ascending"), ("words", "descending"), ("mean", "descending"), ("std", "descending"),
                ("10th pct", "descending"), ("median", "descending"), ("90th pct", "descending")]
-    rows = [[_text(d.label), _number(d.count, str(d.count)), _number(d.mean), _number(d.std),
-             *(_number(q) for q in d.quantiles or (None,) * 3)] for d in distribution]
-    return _table(headers, rows)
+    rows = [[_text(d.label), number(d.count, str(d.count)), number(d.mean), number(d.std),
+             *(number(q) for q in d.quantiles or (None,) * 3)] for d in distribution]
+    return table(headers, rows)
 
 
 def _concepts_section(search: ConceptSearch) -> list[str]:
@@ -154,22 +156,22 @@ def _concepts_section(search: ConceptSearch) -> list[str]:
              "cell's examples). The formula (at most 3 atoms: task labels, frequent word forms, suffixes; AND, OR, "
              "AND NOT; beam search as Mu &amp; Andreas) is chosen on train words by IoU with the on mask and scored "
              "on test words, beside the best single atom and the best control-task atom, each chosen on train.")
-    summary = _table([("", "ascending"), ("formula or atom", "ascending"), ("train IoU", "descending"),
+    summary = table([("", "ascending"), ("formula or atom", "ascending"), ("train IoU", "descending"),
                       ("test IoU", "descending")],
-                     [[_text(kind), _text(name), _number(train), _number(test)] for kind, name, train, test in (
+                     [[_text(kind), _text(name), number(train), number(test)] for kind, name, train, test in (
                          ("explanation", e.formula, e.train_iou, e.test_iou),
                          ("best atom", e.atom, e.atom_train_iou, e.atom_test_iou),
                          ("best control atom", e.control, e.control_train_iou, e.control_test_iou))])
-    beam = _table([("formula", "ascending"), ("atoms", "ascending"), ("train IoU", "descending"),
+    beam = table([("formula", "ascending"), ("atoms", "ascending"), ("train IoU", "descending"),
                    ("test IoU", "descending")],
-                  [[_text(f.formula), _number(f.length, str(f.length)), _number(f.train_iou), _number(f.test_iou)]
+                  [[_text(f.formula), number(f.length, str(f.length)), number(f.train_iou), number(f.test_iou)]
                    for f in e.beam], "final beam")
     ranked = "AP gain (the ap method's (AP − p)/(1 − p))" if search.by == "ap" else "IoU"
-    labels = _table([("task", "ascending"), ("label", "ascending"), ("test words", "descending"),
+    labels = table([("task", "ascending"), ("label", "ascending"), ("test words", "descending"),
                      ("p", "descending"), ("AP", "descending"), ("AP control", "descending"),
                      ("AP gain", "descending"), ("IoU", "descending"), ("IoU control", "descending")],
-                    [[_text(c.task), _text(c.label), _number(c.n_test, str(c.n_test)), _number(c.prevalence),
-                      _number(c.ap), _number(c.ap_control), _number(c.ap_gain), _number(c.iou), _number(c.iou_control)]
+                    [[_text(c.task), _text(c.label), number(c.n_test, str(c.n_test)), number(c.prevalence),
+                      number(c.ap), number(c.ap_control), number(c.ap_gain), number(c.iou), number(c.iou_control)]
                      for c in search.concepts])
     return ['<h2 id="concepts">Concepts</h2>',
             f'<p>Explains as <span class="formula">{escape(e.formula)}</span> (test IoU {e.test_iou:.3f}; train '
@@ -202,8 +204,8 @@ def _histogram(view: NeuronView, width: int, height: int) -> str:
     different sizes compare; a bin's tooltip gives its word count."""
     edges = view.edges
     shares = [[c / d.count if d.count else 0.0 for c in d.histogram] for d in view.distribution]
-    x_ticks = _nice_ticks(edges[0], edges[-1])
-    y_ticks = _nice_ticks(0.0, max((v for row in shares for v in row), default=0.0) or 1.0)
+    x_ticks = nice_ticks(edges[0], edges[-1])
+    y_ticks = nice_ticks(0.0, max((v for row in shares for v in row), default=0.0) or 1.0)
     left, top = HIST_MARGIN["left"], HIST_MARGIN["top"]
     plot_w, plot_h = width - left - HIST_MARGIN["right"], height - top - HIST_MARGIN["bottom"]
 
@@ -216,11 +218,11 @@ def _histogram(view: NeuronView, width: int, height: int) -> str:
     parts = []
     for value in y_ticks:
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 4}" y="{y(value) + 3:.1f}" font-size="10" text-anchor="end">{_tick(value)}'
+                     f'<text x="{left - 4}" y="{y(value) + 3:.1f}" font-size="10" text-anchor="end">{tick(value)}'
                      "</text>")
     for value in x_ticks:
         parts.append(f'<text x="{x(value):.1f}" y="{top + plot_h + 13}" font-size="10" text-anchor="middle">'
-                     f"{_tick(value)}</text>")
+                     f"{tick(value)}</text>")
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>')
     for i, (dist, row) in enumerate(zip(view.distribution, shares)):
         path = f"M{x(edges[0]):.1f},{y(0):.1f}" + "".join(
@@ -230,7 +232,7 @@ def _histogram(view: NeuronView, width: int, height: int) -> str:
                      f"{format_number(dist.mean)}</title></path>")
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="11" text-anchor="middle">'
                  f"activation of neuron {view.neuron}</text>")
-    return _svg(parts, f"activation distribution of neuron {view.neuron} per label", width=width, height=height)
+    return svg(parts, f"activation distribution of neuron {view.neuron} per label", width=width, height=height)
 
 
 def _shade(value: float, scale: float) -> str:
