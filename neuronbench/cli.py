@@ -131,8 +131,9 @@ def _board_pages(args) -> list[Path]:
             acts = exp.activations(int(row.layer), row.site)
             params = {k: v for k, v in json.loads(row.method_params or "{}").items() if k != "_target_"}
             ranking = rank(row.method, acts, **params)
-            paths += write_pages(ranking_view(acts, ranking, method=row.method, top=args.top, words=args.words),
-                                 root, args.data)
+            concepts = corpus_concepts(acts) if args.concepts else None
+            paths += write_pages(ranking_view(acts, ranking, method=row.method, top=args.top, words=args.words,
+                                              concepts=concepts), root, args.data)
     return paths
 
 
