@@ -40,7 +40,7 @@ from bench.seeds import cell_rng
 log = logging.getLogger(__name__)
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-IMPLANT_VERSION = 1  # bump when the construction changes, so cached implanted models are rebuilt
+IMPLANT_VERSION = 2  # bump when the construction changes, so cached implanted models are rebuilt
 REGIMES = ("single", "redundant", "distributed", "polysemantic")
 # Neurons per concept and each one's share of the written output (tasks/planted.py's per_class).
 SIZES = {"single": 1, "redundant": 3, "distributed": 16}
@@ -99,8 +99,10 @@ def n_implants(regime: str) -> int:
     return 3 if regime == "polysemantic" else SIZES[regime]
 
 
-def implant_key(implant: dict, base_revision: str) -> str:
-    keyed = {"implant": implant, "base_revision": base_revision, "version": IMPLANT_VERSION}
+def implant_key(implant: dict, pooling: str, base_revision: str) -> str:
+    """What decides an implanted folder's weights: the implant block, the word pooling it measures with,
+    the base model's revision and the construction's version."""
+    keyed = {"implant": implant, "pooling": pooling, "base_revision": base_revision, "version": IMPLANT_VERSION}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -114,7 +116,8 @@ def implanted_folder(name: str, spec: dict, cache_dir, load_base) -> Path:
     base_spec = yaml.safe_load(base_path.read_text())
     base = load_base(implant["base"], base_spec)
     check_spec(name, spec, base)
-    key = implant_key(implant, base.revision)
+    pooling = spec.get("pooling") or base_spec["pooling"]
+    key = implant_key(implant, pooling, base.revision)
     folder = cache_root(cache_dir) / "models" / name / key
     if (folder / "implant.json").is_file():
         return folder
@@ -124,7 +127,7 @@ def implanted_folder(name: str, spec: dict, cache_dir, load_base) -> Path:
     try:
         log.info("model %s: implanting %s neurons into %s layer %d", name, implant["regime"], base.name,
                  implant["layer"])
-        model, meta = implanted_model(base, implant, spec.get("pooling") or base_spec["pooling"])
+        model, meta = implanted_model(base, implant, pooling)
         model.save_pretrained(tmp)
         base.tokenizer.save_pretrained(tmp)
         (tmp / "implant.json").write_text(json.dumps({**meta, "base_revision": base.revision, "key": key},
@@ -331,8 +334,11 @@ def implanted_model(base: LoadedModel, implant: dict, pooling: str) -> tuple[tor
     with torch.no_grad():
         for j, (d, pos, _, _) in zip(chosen, plan):
             # gated: no bias, so z = γ(s − τ r) with r = m̂ᵀx / c ≈ 1; its sign is that of s / r − τ exactly
-            s = x @ d / (x @ mean_dir / c_mean) if gated else x @ d
+            r = x @ mean_dir / c_mean if gated else np.ones(len(x))
+            s = x @ d / r
             tau, gamma = threshold(s[pos], s[~pos], margin)
+            below = float(np.quantile(r[~pos] * (s[~pos] - tau), 0.99))  # z / γ: r rescales the margin
+            gamma = margin / -below if gated and below < 0 else gamma
             detectors.append({"tau": tau, "gamma": gamma})
             if gated:
                 gate, up = inputs_mods
