@@ -1,13 +1,13 @@
 """Model-level scorers: causal ablation (head, LM and off-target readouts), interventions,
-faithfulness and the behavioural drop on minimal pairs (reference.md#metric-causal,
-#metric-interventions, #metric-faithfulness; addendum #metric-beh-drop).
+faithfulness, and the behavioural drop and interchange interventions on minimal pairs (reference.md#metric-causal,
+#metric-interventions, #metric-faithfulness; addendum #metric-beh-drop, #metric-iia, #metric-ravel).
 
 Each scorer has the shared signature `(ranking, data, ks, rng) -> list[Score]`, higher is better, and
 reads the model through `data.context`: the `bench.intervene.ModelContext` of the job already
-`.at(site, layer)` for the cell (None for planted tasks, which have no model). Every readout but `lm`'s
-and `beh`'s is the frozen final-layer head of `bench.intervene.final_head` on the pooled final states of
-test words; `READOUTS` names each scorer's, and the records carry it (`readout`). `beh` reads minimal
-pairs, not the job's test words (see `beh`).
+`.at(site, layer)` for the cell (None for planted tasks, which have no model). Every readout but `lm`'s,
+`beh`'s and `interchange`'s is the frozen final-layer head of `bench.intervene.final_head` on the pooled final
+states of test words; `READOUTS` names each scorer's, and the records carry it (`readout`). `beh` and
+`interchange` read minimal pairs, not the job's test words.
 
 Shared conventions:
 
@@ -64,6 +64,8 @@ Scorers and metrics:
   (and a warning) when |m(N) − m(∅)| < 1e-3.
 - `beh`: the model's own logit difference on the task's minimal pairs under mean ablation of the top-k at
   the attribute word, minus random-k, on the concept's and on off-target pairs (see `beh`).
+- `interchange`: the same pairs with the top-k patched from the other member (IIA beside random-k), and
+  RAVEL's cause and isolation on pairs that cross number and tense (see `interchange`).
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ from bench.cache import BoundedMemo
 from bench.errors import NeuronbenchError
 from bench.intervene import (FinalHead, ModelContext, ModelInputs, _forward_replicated, final_head, model_inputs,
                              following_tokens, site_states, tied_lm_head)
-from bench.pair_readout import ROLES, PairReadout, answer_ids, declared_pairs, pair_readout
+from bench.core.pairs import CrossedPairs
+from bench.pair_readout import (ROLES, CrossedReadout, PairReadout, answer_ids, crossed_answer_ids, crossed_readout,
+                                declared_pairs, pair_readout)
 from bench.scorers import Score, log_area
 from bench.seeds import sample_rows
 
@@ -149,7 +153,8 @@ class EditSpec:
     """One replicate: `mode` "set" (to `table` values) or "add" (`table`) on the neurons in `mask`.
 
     `table` names an entry of the tables passed to `run_edits`: (D,) for every word or (N, D) per word
-    (rows in ModelInputs word order). An empty mask is the clean pass.
+    (rows in ModelInputs word order; an interchange's per-example source states come in this way). An empty
+    mask is the clean pass.
     """
 
     mode: str
@@ -526,7 +531,7 @@ def faithfulness(ranking, data, ks, rng) -> list[Score]:
 
 BEH_RANDOM_SETS = 5  # reference addendum A.3: R = 5
 PAIR_BOOTSTRAP = 1000  # resamples of the kept pairs behind the 95% intervals of the beh rows
-_RANDOM_DROPS = BoundedMemo(16)
+_RANDOM_EDITS = BoundedMemo(32)
 
 
 def _pair_drops(readout: PairReadout, ctx: ModelContext, masks: list[np.ndarray]) -> np.ndarray:
@@ -539,12 +544,18 @@ def _pair_drops(readout: PairReadout, ctx: ModelContext, masks: list[np.ndarray]
     return (ld[0] - ld[1:]).reshape(len(masks), -1, 2).mean(axis=2)
 
 
-def _random_drops(readout: PairReadout, ctx: ModelContext, masks: list[np.ndarray]) -> np.ndarray:
-    """`_pair_drops` of the random k-sets, once per cell: they come from the cell's generator, so every
-    ranking of the cell meets the same ones, and only the first pays for them."""
+def _random_masks(rng: np.random.Generator, grid: list[int], n: int) -> list[np.ndarray]:
+    """BEH_RANDOM_SETS random k-sets per k of `grid` (k-major), from the scorer generator of the cell."""
+    return [_top_mask(rng.choice(n, size=k, replace=False), k, n) for k in grid for _ in range(BEH_RANDOM_SETS)]
+
+
+def _per_cell(compute: Callable, readout, ctx: ModelContext, masks: list[np.ndarray], *args) -> np.ndarray:
+    """`compute(readout, ctx, masks, *args)` of the random k-sets, once per cell: they come from the cell's
+    generator, so every ranking of the cell meets the same ones, and only the first pays for them."""
     digest = hashlib.sha256(b"".join(np.packbits(mask).tobytes() for mask in masks)).hexdigest()
-    key = (ctx.loaded.name, ctx.loaded.extraction_id, readout.pairs.pairs_id, *ctx.cell(), digest)
-    return _RANDOM_DROPS.get(key, lambda: _pair_drops(readout, ctx, masks))
+    key = (compute.__name__, *args, ctx.loaded.name, ctx.loaded.extraction_id, readout.pairs.pairs_id, *ctx.cell(),
+           digest)
+    return _RANDOM_EDITS.get(key, lambda: compute(readout, ctx, masks, *args))
 
 
 def _pair_means(per_pair: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -574,18 +585,21 @@ def beh(ranking, data, ks, rng) -> list[Score]:
     beh_drop − beh_off; areas over ln k `beh_drop_auc`, `beh_off_auc`, `beh_sel_auc`; context rows
     `beh_pairs`, `beh_kept`, `beh_clean_ld` and `beh_off_pairs`, `beh_off_kept`, `beh_off_clean_ld`.
     Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
-    Cost on 2 CPU cores, smollm2_135m, 200 test pairs of each attribute: about ...s per layer and ranking.
+    Cost on 2 CPU cores shared with other jobs, smollm2_135m hidden L15, 32 test pairs of each attribute (12 number
+    + 26 tense kept), 6 ks: about 360 s per layer and ranking (the first of a cell, which pays for random-k);
+    linear in the kept pairs, so about 20 min at the default 200 pairs (64 read of each). Measured there for lca on
+    templated_number: beh_drop@10 0.11 [0.07, 0.14], @100 0.29 [0.22, 0.36] nats.
     """
     ctx, site, layer, n, ranking = _cell(data, ranking, "beh")
     started = time.perf_counter()
     readouts = {role: pair_readout(ctx.loaded, declared_pairs(ctx.pairs, role, "scorer 'beh'"), ctx.pooling)
                 for role in ROLES}
     grid = capped_ks(ks, n)
-    randoms = [_top_mask(rng.choice(n, size=k, replace=False), k, n) for k in grid for _ in range(BEH_RANDOM_SETS)]
+    randoms = _random_masks(rng, grid, n)
     tops = [_top_mask(ranking, k, n) for k in grid]
     drops = {}
     for role, readout in readouts.items():
-        random = _random_drops(readout, ctx, randoms).reshape(len(grid), BEH_RANDOM_SETS, -1).mean(axis=1)
+        random = _per_cell(_pair_drops, readout, ctx, randoms).reshape(len(grid), BEH_RANDOM_SETS, -1).mean(axis=1)
         drops[role] = (_pair_drops(readout, ctx, tops), random)
     (on_top, on_random), (off_top, off_random) = drops["concept"], drops["off_target"]
     drop, drop_boot = _pair_means(on_top - on_random, rng)
@@ -620,14 +634,148 @@ def check_beh(loaded, task) -> None:
         answer_ids(loaded, declared_pairs(task.meta.get("minimal_pairs"), role, f"task {task.name!r}"))
 
 
+# --- interchange interventions on minimal pairs -----------------------------------------------------
+
+def _partner_table(sources: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-target table of an interchange: each member's attribute word takes its pair partner's
+    (members are laid out pair by pair); the read targets that follow are never edited."""
+    partner = np.arange(len(sources)) ^ 1
+    return {"source": np.concatenate([sources[partner], np.zeros_like(sources)])}
+
+
+def _patched_ld(readout: PairReadout, ctx: ModelContext, masks: list[np.ndarray]) -> np.ndarray:
+    """(len(masks), 2 kept) LD of every read member (own answer first) when the neurons of each mask take, at
+    the last piece of its attribute word, their values in the other member of its pair."""
+    site, layer = ctx.cell()
+    specs = [EditSpec("set", mask, "source") for mask in masks]
+    ld = run_edits(ctx, readout.patch_inputs, specs, _partner_table(readout.sources(site, layer)), (readout.read, 1))
+    return ld[:, torch.as_tensor(readout.read_rows), 0].double().numpy()
+
+
+def _crossed_hits(readout: CrossedReadout, ctx: ModelContext, masks: list[np.ndarray], attribute: str) -> np.ndarray:
+    """(2, len(masks), kept) per pair, mean over its two directions: [the answer's `attribute` follows the
+    source (cause), every other attribute stays the base's (isolation)] when the neurons of each mask take the
+    source's values at the last piece of the `attribute` word; the answer is the argmax over the A answers."""
+    site, layer = ctx.cell()
+    specs = [EditSpec("set", mask, "source") for mask in masks]
+    logits = run_edits(ctx, readout.inputs[attribute], specs, _partner_table(readout.sources(attribute, site, layer)),
+                       (readout.read, len(readout.pairs.answers)))
+    predicted = readout.combinations[logits[:, torch.as_tensor(readout.read_rows)].argmax(dim=-1).numpy()]
+    own = readout.values
+    source = own[np.arange(len(own)) ^ 1]
+    a = readout.pairs.attributes.index(attribute)
+    others = [j for j in range(own.shape[1]) if j != a]
+    cause = predicted[..., a] == source[:, a]
+    isolation = (predicted[..., others] == own[:, others]).all(axis=-1)
+    return np.stack([cause, isolation]).reshape(2, len(masks), -1, 2).mean(axis=-1)
+
+
+def _flips(ld: np.ndarray) -> np.ndarray:
+    """(K, pairs) share of a pair's two directions whose patched answer is the source's (LD < 0)."""
+    return (ld < 0).reshape(len(ld), -1, 2).mean(axis=2)
+
+
+def _curve_rows(name: str, grid: list[int], top: np.ndarray, random: np.ndarray, rng: np.random.Generator,
+                gain: str) -> list[Score]:
+    """`name@k` (the top-k value, chance = random-k, interval), `name_random@k`, `gain@k` = top − random
+    (chance 0, interval) and the ln-k areas `name_auc`, `gain_auc` with intervals, from (K, pairs) values."""
+    (value, boot), (delta, delta_boot) = _pair_means(top, rng), _pair_means(top - random, rng)
+    scores = []
+    for i, k in enumerate(grid):
+        scores += [Score(name, k, float(value[i]), float(random[i].mean()), _interval(boot[:, i])),
+                   Score(f"{name}_random", k, float(random[i].mean())),
+                   Score(gain, k, float(delta[i]), 0.0, _interval(delta_boot[:, i]))]
+    for metric, values, replicates in ((f"{name}_auc", value, boot), (f"{gain}_auc", delta, delta_boot)):
+        scores.append(Score(metric, None, _auc(grid, list(values)), None, _interval(_auc(grid, list(replicates.T)))))
+    return scores
+
+
+def interchange(ranking, data, ks, rng) -> list[Score]:
+    """iia@k: interchange intervention accuracy of the top-k on the concept's minimal pairs, beside random-k
+    (reference addendum B.1, readout lm_logit_diff), and RAVEL's cause and isolation on crossed pairs (B.2).
+
+    IIA: for every kept test pair (`beh`'s) and both directions, the base runs with the top-k set, at the last
+    piece of its attribute word (members are aligned by word index, pieces by the last one), to their values
+    in the source member; success = the base's LD turns negative (its answer is the source's). Rows
+    `iia@k` (chance = `iia_random@k`, the mean of R = 5 random k-sets drawn from the scorer generator, the
+    same for every method of a cell and run once per cell), `iia_gain@k` = iia − random, `iia_odds@k`
+    (CausalGym's odds ratio: mean LD(b) − LD_patched(b), nats, chance = random's; shown only), areas over
+    ln k `iia_auc`, `iia_gain_auc`, context `iia_pairs`, `iia_kept`.
+    RAVEL (when the task declares `crossed` pairs over its attribute, e.g. tasks.templated.crossed_pairs:
+    source and base differ in number and tense, the copula is/are/was/were encodes both): the top-k are
+    patched at the word of the task's attribute, the answer is the argmax over the four copulas;
+    `ravel_cause@k` = share whose targeted attribute follows the source, `ravel_iso@k` = share whose other
+    attribute stays the base's, `ravel_disent@k` = their mean (each with chance = random-k and an interval),
+    `ravel_disent_gain@k` = disent − random, areas `ravel_disent_auc`, `ravel_disent_gain_auc`, context
+    `ravel_pairs`, `ravel_kept`. k = 0 is the clean model: IIA 0, cause 0, isolation 1.
+    Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
+    Measured on smollm2_135m hidden L15, lca (163 train nouns) on templated_number, 32 test pairs (12 kept) and
+    16 crossed (14 kept): iia@10 0.04 [0, 0.13], @30 0.25 [0.13, 0.38], @100 0.67 [0.50, 0.83], random-k 0 at
+    every k; ravel_cause@100 0.89 [0.79, 1], ravel_iso 1 at every k (random-k too). Cost there, on 2 CPU cores
+    shared with other jobs: 240 s for the first ranking of a cell (readouts, random-k), 80 s for each further one;
+    linear in the kept pairs (at most 64 of each set are read).
+    """
+    ctx, site, layer, n, ranking = _cell(data, ranking, "interchange")
+    started = time.perf_counter()
+    readout = pair_readout(ctx.loaded, declared_pairs(ctx.pairs, "concept", "scorer 'interchange'"), ctx.pooling)
+    grid = capped_ks(ks, n)
+    randoms = _random_masks(rng, grid, n)
+    tops = [_top_mask(ranking, k, n) for k in grid]
+    top_ld = _patched_ld(readout, ctx, tops)
+    random_ld = _per_cell(_patched_ld, readout, ctx, randoms).reshape(len(grid), BEH_RANDOM_SETS, -1)
+    top, random = _flips(top_ld), np.stack([_flips(ld) for ld in random_ld]).mean(axis=1)
+    odds = readout.clean_ld[None] - top_ld
+    random_odds = (readout.clean_ld[None, None] - random_ld).mean(axis=(1, 2))
+    scores = _curve_rows("iia", grid, top, random, rng, "iia_gain")
+    scores += [Score("iia_odds", k, float(odds[i].mean()), float(random_odds[i])) for i, k in enumerate(grid)]
+    scores += [Score("iia_pairs", None, float(len(readout.kept))), Score("iia_kept", None, readout.kept_share)]
+    crossed = _crossed(ctx, readout.pairs.attribute)
+    if crossed is not None:
+        hits = _crossed_hits(crossed, ctx, tops, readout.pairs.attribute)
+        random_hits = _per_cell(_crossed_hits, crossed, ctx, randoms, readout.pairs.attribute)
+        random_hits = random_hits.reshape(2, len(grid), BEH_RANDOM_SETS, -1).mean(axis=2)
+        for j, name in enumerate(("ravel_cause", "ravel_iso")):
+            (value, boot), chance = _pair_means(hits[j], rng), random_hits[j].mean(axis=1)
+            scores += [Score(name, k, float(value[i]), float(chance[i]), _interval(boot[:, i])) for i, k in enumerate(grid)]
+        disent = [part.mean(axis=0) for part in (hits, random_hits)]
+        scores += [s for s in _curve_rows("ravel_disent", grid, *disent, rng, "ravel_disent_gain")
+                   if s.metric != "ravel_disent_random"]
+        scores += [Score("ravel_pairs", None, float(len(crossed.kept))), Score("ravel_kept", None, crossed.kept_share)]
+    log.info("interchange %s L%d: %d pairs, iia@%d %.3f (random %.3f)%s, %.1fs", site, layer, len(readout.kept),
+             grid[-1], top[-1].mean(), random[-1].mean(),
+             "" if crossed is None else f", {len(crossed.kept)} crossed pairs", time.perf_counter() - started)
+    return scores
+
+
+def _crossed(ctx: ModelContext, attribute: str) -> CrossedReadout | None:
+    """The task's crossed pairs over `attribute`, or None (logged) when it declares none."""
+    if not ctx.pairs or "crossed" not in ctx.pairs:
+        log.info("interchange: the task declares no crossed pairs, so no RAVEL rows")
+        return None
+    pairs = declared_pairs(ctx.pairs, "crossed", "scorer 'interchange'", CrossedPairs)
+    if attribute not in pairs.attributes:
+        raise NeuronbenchError(f"scorer 'interchange': the crossed pairs {pairs.name} cross {pairs.attributes}, "
+                               f"not the concept pairs' attribute {attribute!r}")
+    return crossed_readout(ctx.loaded, pairs)
+
+
+def check_interchange(loaded, task) -> None:
+    """The pairs `interchange` will read exist, the model has an output head and every answer is one token."""
+    declaration = task.meta.get("minimal_pairs")
+    answer_ids(loaded, declared_pairs(declaration, "concept", f"task {task.name!r}"))
+    if declaration and "crossed" in declaration:
+        crossed_answer_ids(loaded, declared_pairs(declaration, "crossed", f"task {task.name!r}", CrossedPairs))
+
+
 SCORERS = {"causal": causal, "lm": lm, "tpp": tpp, "intervention": intervention, "faithfulness": faithfulness,
-           "beh": beh}
+           "beh": beh, "interchange": interchange}
 # Which readout produced each scorer's values (the records' `readout`); values of different readouts are
 # never ranked together (reference addendum A.3).
 READOUTS = {"causal": "frozen_head", "tpp": "frozen_head", "intervention": "frozen_head",
-            "faithfulness": "frozen_head", "lm": "lm_next_token", "beh": "lm_logit_diff"}
+            "faithfulness": "frozen_head", "lm": "lm_next_token", "beh": "lm_logit_diff",
+            "interchange": "lm_logit_diff"}
 # What a scorer needs of the job's model and task, checked once the model is loaded, before any forward pass.
-PREFLIGHT = {"beh": check_beh}
+PREFLIGHT = {"beh": check_beh, "interchange": check_interchange}
 
 
 def check_scorer_inputs(names, loaded, task) -> None:

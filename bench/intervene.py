@@ -106,15 +106,20 @@ class ModelInputs:
 
 
 def model_inputs(loaded: LoadedModel, sentences: list[list[str]], words, pooling: str = "last", *,
-                 edited=None, per_word: bool = False, batch_size: int = 32) -> ModelInputs:
+                 edited=None, per_word: bool = False, batch_size: int = 32,
+                 edit_pieces: str = "all") -> ModelInputs:
     """Tokenized, length-sorted, padded batches for target words `words` ((N, 2): sentence, word).
 
     Rows are sentences (each holds all its target words, edited together) or, with `per_word`, one
     row per target word (the same sentence may then appear in several rows). `edited` (N,) bool marks
-    the words whose pieces an edit touches (default all); the others are read out only.
+    the words whose pieces an edit touches (default all); the others are read out only. `edit_pieces`
+    "last" edits only a word's last piece: an interchange aligns base and source words by their last
+    pieces, since `dog` and `dogs` may split differently (reference addendum B.1).
     """
     if pooling not in POOLINGS:
         raise NeuronbenchError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+    if edit_pieces not in ("all", "last"):
+        raise NeuronbenchError(f"edit_pieces must be 'all' or 'last', got {edit_pieces!r}")
     words = np.asarray(words, dtype=np.int64).reshape(-1, 2)
     n_words = len(words)
     edited = np.ones(n_words, dtype=bool) if edited is None else np.asarray(edited, dtype=bool)
@@ -159,9 +164,10 @@ def model_inputs(loaded: LoadedModel, sentences: list[list[str]], words, pooling
                 k = len(targets)
                 targets.append(i)
                 if edited[i]:
-                    p_rows.extend([r] * len(pieces))
-                    p_cols.extend(pieces.tolist())
-                    p_word.extend([k] * len(pieces))
+                    touched = pieces[-1:] if edit_pieces == "last" else pieces
+                    p_rows.extend([r] * len(touched))
+                    p_cols.extend(touched.tolist())
+                    p_word.extend([k] * len(touched))
                 read = {"first": pieces[:1], "last": pieces[-1:], "mean": pieces}[pooling]
                 pool_entries.extend((k, r * width + c, 1.0 / len(read)) for c in read)
         pool = torch.zeros((len(targets), len(rows) * width), dtype=torch.float32)

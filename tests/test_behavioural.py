@@ -96,20 +96,36 @@ def test_bad_input_fails_before_any_forward_pass(tmp_path):
     assert not list((tmp_path / "cache").rglob("*.npy"))
 
 
-def test_beh_on_smollm2_known_answers():
-    """On SmolLM2 (the offline decoder): the filter keeps exactly the pairs with both members right, ablating
-    nothing drops nothing, and every row is there with its readout's meaning."""
-    spec = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "smollm2_135m.yaml"), resolve=True)
-    loaded = load_model("smollm2_135m", spec)
+_SMOLLM2 = []
+
+
+def smollm2():
+    """SmolLM2, loaded once per process."""
+    if not _SMOLLM2:
+        spec = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "smollm2_135m.yaml"), resolve=True)
+        _SMOLLM2.append(load_model("smollm2_135m", spec))
+    return _SMOLLM2[0]
+
+
+def smollm2_layer(site: str, layer: int, pairs: dict):
+    """SmolLM2 and the LayerData of a 40-sentence templated_number cell whose context reads the minimal-pair
+    declaration `pairs`."""
+    loaded = smollm2()
     task = templated_task("number", "templated_number", "1", n_sentences=40)
     valid = {s: np.ones(sum(map(len, task.sentences[s])), dtype=bool) for s in SPLITS}
     examples = select_examples(task, valid, seed=0, n_min=1)
+    ctx = dataclasses.replace(model_context(task, examples, loaded, pooling="last", site=site, layer=layer),
+                              pairs=pairs)
+    X = {s: site_states(loaded, ctx.inputs(s), site, layer) for s in SPLITS}
+    return loaded, LayerData(X, examples, context=ctx)
+
+
+def test_beh_on_smollm2_known_answers():
+    """On SmolLM2 (the offline decoder): the filter keeps exactly the pairs with both members right, ablating
+    nothing drops nothing, and every row is there with its readout's meaning."""
     small = {role: {"_target_": "tasks.templated.minimal_pairs", "attribute": attribute, "n_pairs": 24, "seed": 0}
              for role, attribute in (("concept", "number"), ("off_target", "tense"))}
-    ctx = dataclasses.replace(model_context(task, examples, loaded, pooling="last", site="mlp", layer=29),
-                              pairs=small)
-    X = {s: site_states(loaded, ctx.inputs(s), "mlp", 29) for s in SPLITS}
-    data = LayerData(X, examples, context=ctx)
+    loaded, data = smollm2_layer("mlp", 29, small)
     pairs = declared_pairs(small, "concept", "test")
     ld = clean_logit_diffs(loaded, pairs)
     readout = pair_readout(loaded, pairs, "last")
