@@ -134,3 +134,19 @@ def test_bad_implant_configs_fail_with_their_key(models):
     with pytest.raises(NeuronbenchError, match=r"FFN input projections of architecture 'gpt2' are not mapped"):
         check_spec("m", spec(layer=1), gpt2)
 
+
+def test_gated_silu_implant_fires_and_is_found():
+    """smollm2's gated FFN has no bias: the implant gates on a near-constant mean-token direction, and its
+    neuron still fires on plural nouns only and is probeless's first neuron."""
+    base = load_model("smollm2_135m", yaml.safe_load((CONF / "model" / "smollm2_135m.yaml").read_text()))
+    implant = spec("smollm2_135m_implanted")["implant"] | {"max_sentences": 80}
+    model, meta = implanted_model(base, implant, "last")
+    loaded = LoadedModel("smollm2_135m_implanted", "test", model, base.tokenizer, True, implant=meta)
+    (j,) = meta["neurons"]["templated_number"]
+    task, examples = task_examples("number", n_sentences=120)
+    X, _ = states(loaded, task, examples, "mlp", 12)
+    plural = np.array(examples.label_names)[examples.y["test"]] == "Plur"
+    a = X["test"][:, j]
+    assert auc(a[plural], a[~plural]) > 0.95 and meta["mean_token_cv"] < 0.2
+    assert abs(np.median(a[~plural])) < 0.05 * a[plural].mean()
+    assert Probeless().rank(X["train"], examples.y["train"])[0] == j
