@@ -711,7 +711,9 @@ def interchange(ranking, data, ks, rng) -> list[Score]:
     Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
     Measured on smollm2_135m hidden L15, lca (163 train nouns) on templated_number, 32 test pairs (12 kept) and
     16 crossed (14 kept): iia@10 0.04 [0, 0.13], @30 0.25 [0.13, 0.38], @100 0.67 [0.50, 0.83], random-k 0 at
-    every k; ravel_cause@100 0.89 [0.79, 1], ravel_iso 1 at every k (random-k too). On templated_tense (26 of 32
+    every k; ravel_cause@100 0.89 [0.79, 1], ravel_iso 1 at every k (random-k too). L10: iia@10 0, @30 0.25 [0.13,
+    0.38], @100 0.75 [0.54, 0.92]; L20: iia@10 0, @30 0.08 [0, 0.21], @100 0.46 [0.29, 0.63] (random-k at most
+    0.01), so k = 10 is mostly not above random. On templated_tense (26 of 32
     kept): iia@30 0.04 [0, 0.10], @100 0.21 [0.12, 0.31], ravel_cause@100 0.18 [0.07, 0.32], random-k 0 (0.01
     cause at 100). Cost there, on 2 CPU cores shared with other jobs: 240 s (number) and 400 s (tense) for the
     first ranking of a cell (readouts, random-k), 80-95 s for each further one; linear in the kept pairs (at most

@@ -42,11 +42,10 @@ def single_token_pairs(attribute: str, n_pairs: int, seed: int, words: list[str]
     return MinimalPairs(pairs.name + "_single", pairs.attribute, chosen)
 
 
-def declaration(**crossed_overrides) -> dict:
+def declaration() -> dict:
     return {"concept": {"_target_": "tasks.templated.minimal_pairs", "attribute": "number", "n_pairs": N_PAIRS,
                         "seed": 0},
-            "crossed": {"_target_": "tasks.templated.crossed_pairs", "n_pairs": N_PAIRS, "seed": 0,
-                        **crossed_overrides}}
+            "crossed": {"_target_": "tasks.templated.crossed_pairs", "n_pairs": N_PAIRS, "seed": 0}}
 
 
 @pytest.fixture(scope="module")
