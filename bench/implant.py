@@ -361,7 +361,12 @@ def implanted_model(base: LoadedModel, implant: dict, pooling: str) -> tuple[tor
             offset = np.zeros(W_out.shape[0])
             for n, (j, (_, pos, shares, _)) in enumerate(zip(chosen, plan)):
                 i = next(i for i, share in enumerate(shares) if share > 0)  # the concept its swing is read on
-                swing = max(float(a_new[positives[i], n].mean() - a_new[contrasts[i], n].mean()), 1e-6)
+                swing = float(a_new[positives[i], n].mean() - a_new[contrasts[i], n].mean())
+                if swing <= 0:  # it would write the concept on the wrong words (seen: distributed on minilm)
+                    raise NeuronbenchError(
+                        f"implant {regime} at layer {layer}: neuron {j} is not more active on "
+                        f"{concepts[i]['label']} than on the other {concepts[i]['task']} words (swing {swing:.3g}); "
+                        "this regime's detectors do not fire on the concept here: use another regime or layer")
                 column = sum(share * separations[c] * writes[c] for c, share in enumerate(shares)) * scale / swing
                 out_mod.weight[:, j] = torch.as_tensor(column, dtype=out_mod.weight.dtype)
                 offset += column * a_new[~pos, n].mean()
