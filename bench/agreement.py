@@ -20,6 +20,7 @@ from itertools import combinations
 
 import numpy as np
 
+from bench.core.metrics import OWN, Metric
 from bench.errors import NeuronbenchError
 from bench.scorers import Score
 
@@ -41,6 +42,17 @@ FAMILIES = {
     **dict.fromkeys(("maxcorr", "mincorr", "linreg"), "cross-model"),
     "cluster_rep": "cluster",
 }
+
+_RANKINGS = frozenset({"rankings"})  # several rankings of one cell: the board builder's, not a job's
+# The metrics of this module (bench.metrics gathers every module's): pairwise rows and bootstrap companions are
+# context, the per-method means and stabilities are ranked.
+METRICS = (
+    Metric("jaccard", ks=OWN, needs=_RANKINGS), Metric("avg_overlap", ranked=True, ks=OWN, needs=_RANKINGS),
+    Metric("rank_corr", needs=_RANKINGS), Metric("avg_rank_corr", ranked=True, needs=_RANKINGS),
+    Metric("neuron_vote", ranked=True, ks=OWN, needs=_RANKINGS),
+    Metric("stab_seed", ranked=True, ks=OWN, needs=_RANKINGS),
+    Metric("stab_boot", ranked=True, ks=OWN), Metric("stab_boot_pairwise", ks=OWN), Metric("stab_boot_rho"),
+)
 
 
 def family(method: str) -> str:

@@ -83,6 +83,7 @@ from bench.cache import BoundedMemo
 from bench.errors import NeuronbenchError
 from bench.intervene import (FinalHead, ModelContext, ModelInputs, _forward_replicated, final_head, model_inputs,
                              following_tokens, site_states, tied_lm_head)
+from bench.core.metrics import OWN, Metric
 from bench.core.pairs import CrossedPairs
 from bench.pair_readout import (ROLES, CrossedReadout, PairReadout, answer_ids, crossed_answer_ids, crossed_readout,
                                 declared_pairs, pair_readout)
@@ -773,6 +774,50 @@ def check_interchange(loaded, task) -> None:
 
 SCORERS = {"causal": causal, "lm": lm, "tpp": tpp, "intervention": intervention, "faithfulness": faithfulness,
            "beh": beh, "interchange": interchange}
+
+_MODEL, _PAIRS = frozenset({"model"}), frozenset({"model", "pairs"})
+
+
+def _model_curve(name: str, ranked: bool, **kwargs) -> tuple[Metric, Metric]:
+    """A model-level curve over the capped k grid and its area over ln k."""
+    return (Metric(name, ranked=ranked, ks=OWN, needs=_MODEL, **kwargs),
+            Metric(f"{name}_auc", ranked=ranked, needs=_MODEL))
+
+
+def _shown(*names: str, ks: str | None = OWN, higher_is_better: bool | None = True) -> tuple[Metric, ...]:
+    """Minimal-pair rows (readout lm_logit_diff), shown and not ranked, as the board had them: no validity report
+    has read them yet."""
+    return tuple(Metric(name, ks=ks, higher_is_better=higher_is_better, needs=_PAIRS) for name in names)
+
+
+# The metrics of these scorers (bench.metrics gathers every module's); a baseline or the clean model's value, the
+# same for every method, has no better direction.
+METRICS = (
+    *_model_curve("causal_drop", True, family="causal"),
+    Metric("causal_gain", ranked=True, ks=OWN, needs=_MODEL), Metric("causal_gain_auc", needs=_MODEL),
+    Metric("causal_logp_drop", ks=OWN, needs=_MODEL),
+    Metric("causal_drop_random", ks=OWN, higher_is_better=None, needs=_MODEL),
+    Metric("causal_clean_acc", higher_is_better=None, needs=_MODEL),
+    *_model_curve("causal_lm_drop", True), *_model_curve("causal_lm_gain", True),
+    Metric("causal_lm_drop_random", ks=OWN, higher_is_better=None, needs=_MODEL),
+    Metric("causal_lm_clean_loss", higher_is_better=None, needs=_MODEL),
+    *_model_curve("causal_tpp", True), Metric("causal_tpp_intended", ks=OWN, needs=_MODEL),
+    Metric("causal_tpp_unintended", ks=OWN, higher_is_better=False, needs=_MODEL),
+    Metric("translate_success", ranked=True, ks=OWN, needs=_MODEL), Metric("translate_auc", needs=_MODEL),
+    Metric("clamp_success", ranked=True, ks=OWN, needs=_MODEL), Metric("clamp_auc", needs=_MODEL),
+    *_model_curve("clamp_noharm", False,
+                  doc="do no harm: a useless ranking keeps the clean accuracy, so it would tie a good one"),
+    Metric("faith", ks=OWN, needs=_MODEL), Metric("faith_cpr", ranked=True, needs=_MODEL),
+    Metric("faith_cmd", ranked=True, needs=_MODEL), Metric("faith_cpr_log", needs=_MODEL),
+    *_shown("beh_drop", "beh_drop_top", "beh_frac", "beh_sel", "iia", "iia_gain", "iia_odds", "ravel_cause",
+            "ravel_iso", "ravel_disent", "ravel_disent_gain"),
+    *_shown("beh_drop_auc", "beh_sel_auc", "iia_auc", "iia_gain_auc", "ravel_disent_auc", "ravel_disent_gain_auc",
+            ks=None),
+    *_shown("beh_off", higher_is_better=False), *_shown("beh_off_auc", ks=None, higher_is_better=False),
+    *_shown("beh_drop_random", "iia_random", higher_is_better=None),
+    *_shown(*(f"{prefix}_{row}" for prefix in ("beh", "beh_off", "iia", "ravel") for row in ("pairs", "kept")),
+            "beh_clean_ld", "beh_off_clean_ld", ks=None, higher_is_better=None),
+)
 # Which readout produced each scorer's values (the records' `readout`); values of different readouts are
 # never ranked together (reference addendum A.3).
 READOUTS = {"causal": "frozen_head", "tpp": "frozen_head", "intervention": "frozen_head",

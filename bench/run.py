@@ -33,6 +33,7 @@ from bench.agreement import bootstrap_stability
 from bench.cache import ActivationCache, atomic_save_npy, atomic_write_bytes
 from bench.causal_scores import READOUTS, check_scorer_inputs
 from bench.core.method import Method
+from bench.core.metrics import Metric
 from bench.core.types import SPLITS, PlantedData, Task
 from bench.errors import NeuronbenchError
 from bench.examples import Examples, check_concept, control_labels, select_examples
@@ -49,6 +50,9 @@ from bench.seeds import cell_rng, cluster_resamples
 log = logging.getLogger(__name__)
 
 METHOD_CONFIGS = MODEL_CONFIGS.parent / "method"  # conf/method: the built-in methods
+# The runner's own rows, one per rank() call (bench.metrics gathers them with the scorers'): shown in the board's
+# cost section, never ranked.
+METRICS = (Metric("cost_time_s", higher_is_better=False), Metric("cost_peak_mem_b", higher_is_better=False))
 
 
 def single_threaded_blas() -> None:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from bench.core.metrics import GRID, OWN, Metric
 from bench.errors import NeuronbenchError
 from bench.layer import LayerData
 
@@ -193,6 +194,32 @@ def planted(ranking, data: LayerData, ks, rng) -> list[Score]:
                         float(np.mean([bool(top & group) for group in data.truth]))))
     return scores
 
+
+def _probe_metrics(suffix: str) -> tuple[Metric, ...]:
+    """`probe_acc` and `selectivity` with one evaluation probe family; the linear probe's curves are the headline's."""
+    headline = suffix == FAMILIES["linear"]
+    return (Metric(f"probe_acc{suffix}", ranked=True, ks=GRID, family="probe" if headline else None),
+            Metric(f"probe_auc{suffix}", ranked=True),
+            Metric(f"acc_all{suffix}", higher_is_better=None, doc="the all-neuron probe, the same for every method"),
+            Metric(f"control_acc{suffix}", ks=GRID, higher_is_better=None, doc="selectivity's control-task part"),
+            Metric(f"selectivity{suffix}", ranked=True, ks=GRID, family="selectivity" if headline else None),
+            Metric(f"selectivity_auc{suffix}", ranked=True))
+
+
+# The metrics these scorers emit (bench.metrics gathers every module's).
+METRICS = (
+    *_probe_metrics(FAMILIES["linear"]), *_probe_metrics(FAMILIES["gaussian"]),
+    Metric("majority", higher_is_better=None, doc="the majority class's share: the probes' chance"),
+    Metric("min_subset_saving", ranked=True), Metric("min_subset_k", higher_is_better=False),
+    Metric("min_subset_test_acc"), Metric("min_subset_within_test"),
+    *(Metric(f"ablate_{kind}_top", ranked=True, ks=OWN, family="ablation") for kind in ("drop", "keep")),
+    *(Metric(f"ablate_{kind}_{baseline}", ks=OWN, higher_is_better=None,
+             doc="a baseline: random-k, or each method's own bottom-k (a good ranking's bottom-k matter little)")
+      for kind in ("keep", "drop") for baseline in ("bottom", "random")),
+    *(Metric(name, ranked=ranked, ks=ks, needs=frozenset({"truth"}))
+      for name, ranked, ks in (("planted_rprec", True, None), ("planted_ap", True, None),
+                               ("planted_recall", True, OWN), ("planted_group_recall", False, OWN))),
+)
 
 SCORERS: dict[str, Callable] = {"probe_acc": probe_acc, "selectivity": selectivity,
                                 "probe_acc_gaussian": partial(probe_acc, family="gaussian"),

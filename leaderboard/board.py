@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from bench.errors import NeuronbenchError
+from bench.metrics import GRID_METRICS, RANKED
 from leaderboard.headline import LEVEL, headline
 
 RECORD_COLUMNS = (
@@ -25,28 +26,15 @@ RECORD_COLUMNS = (
     "method_params", "metric", "k", "seed", "value", "chance", "other", "source", "package_version", "git_commit",
     "n_neurons",
 )
-# Metrics that decide the ranking; everything else (control_acc, acc_all, majority, jaccard, rank_corr, random/bottom
-# ablations, min_subset_k and its test accuracy, metrics added by later scorers) is context: kept in the CSV, never
-# ranked. All are higher-is-better (reference.md#names): the minimal subset is ranked as its saving 1 - k/D.
-RANKED_METRICS = (
-    "probe_acc", "probe_auc", "selectivity", "selectivity_auc", "probe_acc_gaussian", "probe_auc_gaussian",
-    "selectivity_gaussian", "selectivity_auc_gaussian", "ablate_drop_top", "ablate_keep_top", "min_subset_saving",
-    "avg_overlap", "avg_rank_corr", "neuron_vote", "stab_seed", "planted_rprec", "planted_ap", "planted_recall",
-    "causal_drop", "causal_gain", "causal_drop_auc", "translate_success", "clamp_success", "faith_cpr", "faith_cmd",
-    "causal_tpp", "causal_tpp_auc", "causal_lm_drop", "causal_lm_gain", "causal_lm_drop_auc", "causal_lm_gain_auc",
-    "stab_boot",
-)
-# Context only, never ranked: clamp_noharm (irrelevant neurons keep the clean accuracy, so a useless ranking would
-# tie a good one), the tpp/lm components and bootstrap companions (stab_boot_pairwise, stab_boot_rho).
-# Columns of the method tables, in display order; per-k metrics are shown at the headline k. `ablate_drop_bottom`
-# is the bottom-k baseline of each method's own ranking (context, not ranked: a good ranking's bottom-k matter little).
+# Metrics that decide the ranking, as the scorers declare them (bench.metrics); every other metric is context: kept in
+# the CSV, never ranked. All ranked ones are higher-is-better (reference.md#names).
+RANKED_METRICS = RANKED
+# Columns of the method tables, in display order (a page layout choice, so the board's); per-k metrics are shown at
+# the headline k. `ablate_drop_bottom` is the bottom-k baseline of each method's own ranking.
 HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_auc_gaussian", "probe_acc", "selectivity",
                     "ablate_drop_top", "ablate_drop_bottom", "min_subset_saving", "avg_overlap", "neuron_vote",
                     "stab_seed", "stab_boot", "planted_rprec", "causal_gain", "causal_tpp", "causal_lm_gain",
                     "translate_success", "faith_cpr")
-# The k grid K of reference.md#metric-probe-acc; ablation adds %-of-D budgets and overlap has its own grid, so
-# those only define the headline k where no probe was scored.
-GRID_METRICS = ("probe_acc", "selectivity", "probe_acc_gaussian", "selectivity_gaussian")
 DEPTH_METRIC = "probe_acc"
 BASELINE_METHODS = frozenset({"random"})
 BUILTIN_SOURCE = "builtin"
@@ -131,7 +119,9 @@ def rank_cells(agg: pd.DataFrame, metrics: Iterable[str] = RANKED_METRICS) -> pd
 
 
 def headline_ks(records: pd.DataFrame, headline_k: int = 10) -> pd.Series:
-    """Largest k <= headline_k in each (task, model)'s grid, since grids depend on the layer width."""
+    """Largest k <= headline_k in each (task, model)'s grid, since grids depend on the layer width: the grid of the
+    metrics declared on the k grid K of reference.md#metric-probe-acc (GRID_METRICS); ablation adds %-of-D budgets
+    and overlap has its own grid, so those only define the headline k where no probe was scored."""
     return _headline_ks(_checked(records), headline_k)
 
 

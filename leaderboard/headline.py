@@ -25,17 +25,12 @@ import warnings
 import numpy as np
 import pandas as pd
 
+# FAMILIES: family -> its per-k metrics, as the scorers declare them; a family's cell value is the area over ln k of
+# each (as bench.scorers.log_area computes it: probe_auc and selectivity_auc are the first two), averaged over them.
+from bench.metrics import FAMILIES
 
 UNIT_KEYS = ["task", "concept", "model", "layer", "site"]
 METHOD_KEYS = ["source", "method"]
-# family -> its per-k metrics; a family's cell value is the area over ln k of each (as bench.scorers.log_area
-# computes it: probe_auc and selectivity_auc are the first two), averaged over its metrics.
-FAMILIES = {
-    "probe": ("probe_acc",),
-    "selectivity": ("selectivity",),
-    "ablation": ("ablate_drop_top", "ablate_keep_top"),
-    "causal": ("causal_drop",),
-}
 BASELINE = "random"
 NOISE_SE = 2.0  # a method beats random when its margin exceeds this many standard errors
 BOOTSTRAP = 1000

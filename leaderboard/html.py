@@ -25,8 +25,9 @@ from leaderboard.board import (
 from leaderboard.htmlparts import CSS, SCRIPT, Cell, missing as _missing, nice_ticks as _nice_ticks, number as _number
 from leaderboard.htmlparts import svg as _svg, table as _table, tick as _tick
 
-# Curves drawn per task x model x site when their records exist: (metric, title, reference lines). A reference is
-# `chance` (the metric's own chance column) or another metric, drawn dotted over k (or flat if it has no k).
+# Curves drawn per task x model x site when their records exist: (metric, title, reference lines), a page layout
+# choice, so the board's. A reference is `chance` (the metric's own chance column) or another metric, drawn dotted
+# over k (or flat if it has no k).
 CURVES = (
     ("probe_acc", "Probe accuracy, linear probe on the top-k", (("chance", "majority (chance)"),
                                                                 ("acc_all", "all neurons"))),

@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
+from bench.metrics import METRICS
 from leaderboard.board import MISSING, format_number
-from leaderboard.headline import BASELINE, LEVEL, METHOD_KEYS, MIN_UNITS, NOISE_SE, UNIT_KEYS, family_values
+from leaderboard.headline import BASELINE, FAMILIES, LEVEL, METHOD_KEYS, MIN_UNITS, NOISE_SE, UNIT_KEYS, family_values
 
 TRUTH = "planted_rprec"
-PER_K = ("probe_acc", "selectivity", "ablate_drop_top", "ablate_keep_top")
+# The per-k view: the headline families' metrics that need no model, since planted cells have none.
+PER_K = tuple(name for names in FAMILIES.values() for name in names if "model" not in METRICS[name].needs)
 BOOTSTRAP = 1000
 
 
