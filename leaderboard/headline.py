@@ -137,9 +137,9 @@ def headline(records: pd.DataFrame, n_boot: int = BOOTSTRAP, seed: int = 0) -> p
     point, draws = boot[0], boot[1:]
     alpha = (1 - LEVEL) / 2
     if len(units) >= MIN_UNITS:
+        low, high = percentile_interval(draws)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a method without cells has an all-NaN column
-            low, high = np.nanquantile(draws, alpha, axis=0), np.nanquantile(draws, 1 - alpha, axis=0)
             better = np.nanquantile(draws[:, :, None] - draws[:, None, :], alpha, axis=0) > 0  # [a, b]: a beats b
         tier = np.where(np.isnan(point), np.nan, 1 + better.sum(axis=0))
     else:
@@ -165,10 +165,16 @@ def family_interval(matrix: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, 
     fewer than MIN_UNITS cells, as the headline's."""
     if draws.shape[1] < MIN_UNITS:
         return np.full(matrix.shape[2], np.nan), np.full(matrix.shape[2], np.nan)
-    alpha = (1 - LEVEL) / 2
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return percentile_interval(bootstrap_headlines(matrix, draws))
+
+
+def percentile_interval(boot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The LEVEL percentile interval of (B, M) bootstrap values, per method."""
+    alpha = (1 - LEVEL) / 2
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a method without cells has an all-NaN column
-        boot = bootstrap_headlines(matrix, draws)
         return np.nanquantile(boot, alpha, axis=0), np.nanquantile(boot, 1 - alpha, axis=0)
 
 
