@@ -387,6 +387,7 @@ def column_label(label: str, k) -> str:
 def cost_summary(costs: pd.DataFrame, by: tuple = ("task", "model")) -> pd.DataFrame:
     """Median `rank()` wall seconds and peak MiB per (*by, source, method) over everything else (layers, sites,
     seeds; reference.md#metric-cost): shown, never ranked."""
+    costs = costs[costs["metric"].isin(["cost_time_s", "cost_peak_mem_b"])]  # not the scorers' rows
     wide = (costs.pivot_table(index=[*by, *METHOD_KEYS], columns="metric", values="value", aggfunc="median")
             .reindex(columns=["cost_time_s", "cost_peak_mem_b"]).reset_index())
     names = [method_label(source, method) for source, method in zip(wide["source"], wide["method"])]
@@ -404,10 +405,10 @@ def headline_sentence(ranking: pd.DataFrame) -> str:
             f"× layer × site) and scorer family ({families}), averaged over its cells and then over the families: "
             "1 = best everywhere, 0 = worst. Identical rankings count once; a cell where no method beats `random` by "
             f"two seed standard errors is left out ({ranking.attrs.get('flagged', 0)} of "
-            f"{ranking.attrs.get('scored', 0)} here). The 95% intervals of the score and family columns, `tier` "
-            "(1 + the number of methods significantly better) and `tied with` (the methods not significantly "
-            "different, shown as tied) come from a paired bootstrap over cells. Agreement and stability are shown, "
-            "never scored.")
+            f"{ranking.attrs.get('scored', 0)} here). The 95% intervals of the score and family columns come from a "
+            "bootstrap over cells; `tier` (1 + the number of methods significantly better) and `tied with` (the "
+            "methods not significantly different, shown as tied) from its paired two-sided test of every pair, "
+            "Holm-corrected over all pairs of the board at 0.05. Agreement and stability are shown, never scored.")
 
 
 def interval_sentence(records: pd.DataFrame) -> str:
@@ -524,5 +525,34 @@ def cost_markdown(costs: pd.DataFrame) -> str:
     shown = pd.DataFrame({"task": summary["task"], "model": summary["model"], "method": summary["name"],
                           "rank() s (median)": summary["time_s"].map(lambda v: f"{v:.3f}"),
                           "peak MiB (median)": summary["peak_mib"].map(lambda v: f"{v:.1f}")})
-    return ("## Cost of `rank()`\n\nMeasurements on this machine, single-threaded BLAS; "
+    text = ("## Cost of `rank()`\n\nMeasurements on this machine, single-threaded BLAS; "
             "not ranked.\n\n" + _markdown_table(shown, left_columns=3))
+    scorers = scorer_cost_markdown(costs)
+    return text + ("\n\n" + scorers if scorers else "")
+
+
+def scorer_cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, site, scorer): the median, min and max wall seconds of one scorer on one ranking of one layer
+    (the costs' SCORER_COST rows, from job.json), and how many (job, layer) measurements there are."""
+    from leaderboard.records import SCORER_COST
+
+    rows = costs[costs["metric"] == SCORER_COST] if "scorer" in costs.columns else costs.iloc[:0]
+    if rows.empty:
+        return pd.DataFrame(columns=["model", "site", "scorer", "median_s", "min_s", "max_s", "n"])
+    return (rows.groupby(["model", "site", "scorer"])["value"]
+            .agg(median_s="median", min_s="min", max_s="max", n="count").reset_index())
+
+
+def scorer_cost_markdown(costs: pd.DataFrame) -> str:
+    """The scorers' cost per layer, or "" when the costs have no scorer rows (boards packed before they did)."""
+    summary = scorer_cost_summary(costs)
+    if summary.empty:
+        return ""
+    shown = pd.DataFrame({"model": summary["model"], "site": summary["site"], "scorer": summary["scorer"],
+                          "s per layer (median)": summary["median_s"].map(lambda v: f"{v:.1f}"),
+                          "min-max": [f"{a:.1f}-{b:.1f}" for a, b in zip(summary["min_s"], summary["max_s"])],
+                          "rankings x layers": summary["n"].astype(str)})
+    return ("## Cost of the scorers per layer\n\nWall seconds of one scorer on one ranking of one layer (job.json "
+            "`scorers_s`; CPU, numpy single-threaded, torch with its threads, on the machine the run shared); a "
+            "ranking equal to another's is scored once. The first ranking of a cell also pays the cell's one-off "
+            "work (e.g. `causal` fitting its frozen head).\n\n" + _markdown_table(shown, left_columns=3))

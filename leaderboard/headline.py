@@ -13,8 +13,11 @@ A cell is (task, concept, model, layer, site). In each cell every scorer family 
   weighs the same and agreement or stability never enter it.
 
 Uncertainty: a bootstrap over cells (the same draws for every method, so differences are paired) gives a 95%
-interval for each headline and each family score, and a paired test for each pair of methods; `tier` is 1 + the
-number of methods significantly better. It measures how much the headline depends on which cells the board holds,
+interval for each headline and each family score, and a two-sided paired test for each pair of methods, with Holm's
+step-down correction over all pairs of the board at alpha 0.05 (reference-causal-and-uncertainty.md#stats-paired;
+the test draws 50 replicates per pair, at least B, since a bootstrap p-value is at least 1/(B + 1));
+two methods are tied when their adjusted difference is not significant, and `tier` is 1 + the number of methods
+significantly better. It measures how much the headline depends on which cells the board holds,
 not the test-word noise inside a cell (see README, "Reading the headline").
 """
 
@@ -36,6 +39,7 @@ NOISE_SE = 2.0  # a method beats random when its margin exceeds this many standa
 BOOTSTRAP = 1000
 MIN_UNITS = 5  # fewer cells give no interval and no tiers: a bootstrap over 1-4 cells says nothing
 LEVEL = 0.95
+TEST_DRAWS_PER_PAIR = 50  # the pairwise tests draw at least this many bootstrap replicates per pair (test_draws)
 DECIMALS = 9  # values equal up to summation order (areas are recomputed here) are equal
 
 
@@ -135,16 +139,21 @@ def headline(records: pd.DataFrame, n_boot: int = BOOTSTRAP, seed: int = 0) -> p
     weights = np.vstack([np.ones(len(units)), draws])
     boot = bootstrap_headlines(matrix, weights)  # (1 + B, M): row 0 is the point estimate
     point, draws = boot[0], boot[1:]
-    alpha = (1 - LEVEL) / 2
     if len(units) >= MIN_UNITS:
         low, high = percentile_interval(draws)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a method without cells has an all-NaN column
-            better = np.nanquantile(draws[:, :, None] - draws[:, None, :], alpha, axis=0) > 0  # [a, b]: a beats b
+        # A bootstrap p-value is at least 1/(B + 1), and Holm multiplies the smallest by the number of pairs m: the
+        # test takes max(B, TEST_DRAWS_PER_PAIR * m) draws (the interval's B first, then more from the same stream),
+        # so that the smallest adjusted p can reach 1/TEST_DRAWS_PER_PAIR, below alpha.
+        n_test = test_draws(n_boot, int(np.isfinite(point).sum()))
+        extra = (bootstrap_headlines(matrix, rng.multinomial(len(units), np.full(len(units), 1 / len(units)),
+                                                             size=n_test - n_boot)) if n_test > n_boot
+                 else draws[:0])
+        better, p_raw, p_holm = pairwise_tests(point, np.vstack([draws, extra]))  # better[a, b]: a beats b
         tier = np.where(np.isnan(point), np.nan, 1 + better.sum(axis=0))
     else:
         low = high = tier = np.full(len(methods), np.nan)
         better = np.zeros((len(methods), len(methods)), dtype=bool)
+        p_raw = p_holm = np.full((len(methods), len(methods)), np.nan)
     family_scores = {family: nanmean_weighted(matrix[f], np.ones(len(units))) for f, family in enumerate(families)}
     family_scores |= {f"{family}_{end}": value for f, family in enumerate(families)
                       for end, value in zip(("low", "high"), family_interval(matrix[f:f + 1], weights[1:]))}
@@ -155,9 +164,66 @@ def headline(records: pd.DataFrame, n_boot: int = BOOTSTRAP, seed: int = 0) -> p
                    for j, b in enumerate(zip(methods["source"], methods["method"])) if better[i, j]}
     table = table.sort_values(["score", "method", "source"], ascending=[False, True, True], na_position="last",
                               ignore_index=True)
-    table.attrs.update(families=families, significant=significant, flagged=int(scores.drop_duplicates([*UNIT_KEYS, "family"])["flagged"].sum()),
+    keys = list(zip(methods["source"], methods["method"]))
+    p_values = {(keys[i], keys[j]): (float(p_raw[i, j]), float(p_holm[i, j]))
+                for i in range(len(keys)) for j in range(i + 1, len(keys)) if np.isfinite(p_raw[i, j])}
+    table.attrs.update(families=families, significant=significant, p_values=p_values, flagged=int(scores.drop_duplicates([*UNIT_KEYS, "family"])["flagged"].sum()),
                        scored=int(len(scores.drop_duplicates([*UNIT_KEYS, "family"]))), units=len(units))
     return table
+
+
+def test_draws(n_boot: int, n_methods: int) -> int:
+    """How many bootstrap draws the pairwise tests of n_methods take: n_boot, raised to TEST_DRAWS_PER_PAIR x the
+    number of pairs (none when n_boot is 0)."""
+    pairs = n_methods * (n_methods - 1) // 2
+    return max(n_boot, TEST_DRAWS_PER_PAIR * pairs) if n_boot > 0 else 0
+
+
+def paired_p_values(point: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """(M,) headlines and their (B, M) bootstrap draws -> (M, M) two-sided p-values of each paired difference
+    Δ = θ_a − θ_b, with the draws shifted to the null (reference-causal-and-uncertainty.md#stats-paired):
+    p = (1 + #{b : |Δ*_b − Δ̂| ≥ |Δ̂|}) / (B + 1), over the draws where both methods have cells; NaN on the
+    diagonal and for a method without cells."""
+    delta = point[:, None] - point[None, :]
+    count, n = np.zeros(delta.shape), np.zeros(delta.shape)
+    for a in range(len(point)):  # one method against all at a time: (B, M), not (B, M, M), in memory
+        boot = draws[:, a, None] - draws
+        finite = np.isfinite(boot)
+        with np.errstate(invalid="ignore"):  # float noise: an equal pair is p = 1
+            count[a] = ((np.abs(boot - delta[a]) >= np.abs(delta[a]) - 1e-12) & finite).sum(axis=0)
+        n[a] = finite.sum(axis=0)
+    p = (1 + count) / (n + 1)
+    p[~np.isfinite(delta) | (n == 0)] = np.nan
+    np.fill_diagonal(p, np.nan)
+    return p
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN left out and kept): the i-th smallest of m,
+    p_(i), becomes max over j <= i of min(1, (m − j + 1) p_(j))."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    present = np.flatnonzero(np.isfinite(p))
+    order = present[np.argsort(p[present], kind="stable")]
+    m = len(order)
+    if m:
+        scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+        out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def pairwise_tests(point: np.ndarray, draws: np.ndarray, alpha: float = 1 - LEVEL) -> tuple[np.ndarray, ...]:
+    """Every pair of methods on the board tested once (paired_p_values), Holm-adjusted over all pairs:
+    (better, p, p_holm), each (M, M); better[a, b] is True when a's headline is above b's and the adjusted
+    p-value is below alpha. Pairs whose adjusted difference is not significant are tied."""
+    p = paired_p_values(point, draws)
+    upper = np.triu_indices(len(point), 1)
+    adjusted = np.full(p.shape, np.nan)
+    adjusted[upper] = holm(p[upper])
+    adjusted.T[upper] = adjusted[upper]
+    with np.errstate(invalid="ignore"):
+        better = (adjusted < alpha) & (point[:, None] > point[None, :])
+    return better, p, adjusted
 
 
 def family_interval(matrix: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
