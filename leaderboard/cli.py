@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from bench.cache import atomic_write_bytes
 from bench.errors import NeuronbenchError
 from bench.run import single_threaded_blas
@@ -46,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd.add_argument("--headline-k", type=int, default=10)
     build_cmd.add_argument("--print", action="store_true", help="print the Markdown board")
     validity_cmd = sub.add_parser("validity", help="how well each scorer follows planted ground truth -> validity.md")
-    validity_cmd.add_argument("--results", type=Path, default=Path("results"),
-                              help="a results folder or records.parquet of suite=validity")
+    validity_cmd.add_argument("--results", type=Path, nargs="+", default=[Path("results")],
+                              help="results folders or records.parquet files (suite=validity, suite=implanted), "
+                                   "reported together")
     validity_cmd.add_argument("--out", type=Path, help="where validity.md goes (default: beside the records)")
     validity_cmd.add_argument("--k", type=int, default=10, help="the k of the per-k rows")
     compare_cmd = sub.add_parser("compare", help="rank correlation of two boards' method orders (what transfers)")
@@ -114,9 +117,13 @@ def _build(args) -> int:
 
 
 def _validity(args) -> int:
-    records, _ = board_records(args.results)
-    out = args.out or (args.results.parent if args.results.suffix == ".parquet" else args.results)
-    text = render_validity(validity(records, k=args.k), args.k)
+    parts = [board_records(path) for path in args.results]
+    records = pd.concat([part[0] for part in parts], ignore_index=True)
+    found = [part[1] for part in parts if part[1] is not None]
+    costs = pd.concat(found, ignore_index=True) if found else None
+    first = args.results[0]
+    out = args.out or (first.parent if first.suffix == ".parquet" else first)
+    text = render_validity(validity(records, k=args.k), args.k, costs)
     atomic_write_bytes(Path(out) / "validity.md", text.encode())
     print(text)
     print(f"wrote {Path(out) / 'validity.md'}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +47,39 @@ def board_records(results: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     overlap = agreement_records(records, results)
     merged = pd.concat([records, overlap], ignore_index=True) if len(overlap) else records
     costs = read_records(results, "cost.jsonl") if list(Path(results).glob("runs/**/cost.jsonl")) else None
+    scorer_costs = scorer_cost_rows(results, records)
+    if len(scorer_costs):
+        costs = scorer_costs if costs is None else pd.concat([costs, scorer_costs], ignore_index=True)
     return merged, costs
+
+
+SCORER_COST = "cost_scorer_s"  # a costs row: one scorer's wall seconds on one ranking of one (site, layer) cell
+
+
+def scorer_cost_rows(results: Path, records: pd.DataFrame) -> pd.DataFrame:
+    """Per job, (site, layer) and scorer: the seconds the scorer took on that job's ranking (job.json's
+    `layers[].scorers_s`; a ranking equal to another method's was scored once, and its job has none), as costs rows
+    (metric SCORER_COST, `scorer`) keyed like the job's records. Empty when no job.json has timings."""
+    keys = ["source", "task", "concept", "model", "method", "seed"]
+    ids = records[keys].drop_duplicates()
+    rows = []
+    for path in sorted(Path(results).glob("runs/**/job.json")):
+        try:
+            job = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = job.get("config", {})
+        task, model = cfg.get("task", {}), cfg.get("model", {})
+        seed, method = cfg.get("seed"), job.get("method")
+        match = ids[(ids["task"] == task.get("name")) & (ids["model"] == model.get("name"))
+                    & (ids["method"] == method) & (ids["seed"] == seed)]
+        if match.empty:
+            continue
+        base = match.iloc[0].to_dict()
+        rows += [{**base, "site": cell.get("site"), "layer": cell.get("layer"), "metric": SCORER_COST,
+                  "scorer": scorer, "value": float(seconds)}
+                 for cell in job.get("layers", []) for scorer, seconds in (cell.get("scorers_s") or {}).items()]
+    return pd.DataFrame(rows)
 
 
 TASK_RUN = ["task", "concept", "model"]  # what `pack --merge` replaces whole: every seed of a task on a model

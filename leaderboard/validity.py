@@ -13,14 +13,34 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from bench.metrics import METRICS
-from leaderboard.board import MISSING, format_number
+from leaderboard.board import MISSING, format_number, scorer_cost_markdown
 from leaderboard.headline import BASELINE, FAMILIES, LEVEL, METHOD_KEYS, MIN_UNITS, NOISE_SE, UNIT_KEYS, family_values
 
 TRUTH = "planted_rprec"
-# The per-k view: the headline families' metrics that need no model, since planted cells have none.
-PER_K = tuple(name for names in FAMILIES.values() for name in names if "model" not in METRICS[name].needs)
+# The per-k view: the headline families' metrics (those that need a model have rows on implanted models only).
+PER_K = tuple(name for names in FAMILIES.values() for name in names)
 BOOTSTRAP = 1000
+TRUTH_KINDS = {"synthetic": "planted in synthetic activations (no model: in-model scorers have no rows)",
+               "implanted": "implanted in a real model's FFN (bench/implant.py)"}
+
+
+def truth_kind(model_revision) -> str:
+    """Where a cell's ground truth comes from: neurons `implanted` in a real model (its revision says
+    `implant:<key>+<base revision>`, bench.models), else `synthetic` planted activations."""
+    return "implanted" if str(model_revision).startswith("implant:") else "synthetic"
+
+
+def scorer_readouts(records: pd.DataFrame, k: int) -> dict[str, str]:
+    """Per scorer row name, the readout(s) its in-model values came from (records' `readout`), '' for none."""
+    if "readout" not in records.columns:
+        return {}
+    metrics = {**{family: names for family, names in FAMILIES.items()},
+               **{f"{name}@{k}": (name,) for name in PER_K}}
+    out = {}
+    for scorer, names in metrics.items():
+        found = records.loc[records["metric"].isin(names), "readout"].dropna().unique()
+        out[scorer] = ", ".join(sorted(map(str, found)))
+    return out
 
 
 def scorer_values(records: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -38,15 +58,20 @@ def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: 
     method whose truth is above random's: a method that finds less of G than random, such as a variance ranking on
     variance-confounded decoys, may rightly score below it), the cells used, and `validated` (the tau interval above
     0 and random last in at least 90% of cells)."""
-    columns = ["scorer", "gt_tau", "low", "high", "disc_power", "random_last", "cells", "validated"]
+    columns = ["truth", "scorer", "readout", "gt_tau", "low", "high", "disc_power", "random_last", "cells",
+               "validated"]
     truth = records[records["metric"] == TRUTH][[*UNIT_KEYS, *METHOD_KEYS, "seed", "value"]].rename(
         columns={"value": "truth"})
     if truth.empty:
         return pd.DataFrame(columns=columns)
-    values = scorer_values(records, k)
+    # only the cells that have a truth: an implanted model's other layers and sites have none
+    cells = records[records["metric"] == TRUTH][UNIT_KEYS].assign(
+        kind=records.loc[records["metric"] == TRUTH, "model_revision"].map(truth_kind)).drop_duplicates(UNIT_KEYS)
+    values = scorer_values(records, k).merge(cells, on=UNIT_KEYS)
+    readouts = scorer_readouts(records, k)
     rng = np.random.default_rng(seed)
     rows = []
-    for scorer, part in values.groupby("scorer", sort=False):
+    for (kind, scorer), part in values.groupby(["kind", "scorer"], sort=False):
         joined = part.rename(columns={"value": "score"}).merge(truth, on=[*UNIT_KEYS, *METHOD_KEYS, "seed"])
         taus = np.asarray([kendalltau(cell["score"], cell["truth"]).statistic  # a seed draws a new planted layer
                            for _, cell in joined.groupby([*UNIT_KEYS, "seed"], dropna=False)
@@ -66,10 +91,12 @@ def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: 
             draws = rng.choice(taus, size=(n_boot, len(taus))).mean(axis=1)
             low, high = np.quantile(draws, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2])
         random_last = float(np.mean(last)) if last else np.nan
-        rows.append({"scorer": scorer, "gt_tau": taus.mean() if len(taus) else np.nan, "low": low, "high": high,
+        rows.append({"truth": kind, "scorer": scorer, "readout": readouts.get(scorer, ""), "gt_tau": taus.mean() if len(taus) else np.nan, "low": low, "high": high,
                      "disc_power": separated / pairs if pairs else np.nan, "random_last": random_last,
                      "cells": len(taus), "validated": bool(low > 0 and random_last >= 0.9)})
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    order = {kind: i for i, kind in enumerate(TRUTH_KINDS)}
+    return table.sort_values("truth", key=lambda c: c.map(order), kind="stable", ignore_index=True)
 
 
 def separations(per_seed: pd.DataFrame) -> tuple[int, int]:
@@ -111,21 +138,32 @@ def random_is_last(per_seed: pd.DataFrame) -> bool:
     return bool(diff.mean() >= -NOISE_SE * se)
 
 
-def render_validity(table: pd.DataFrame, k: int) -> str:
-    """The report as Markdown."""
+def render_validity(table: pd.DataFrame, k: int, costs: pd.DataFrame | None = None) -> str:
+    """The report as Markdown; with `costs` (a board's), the scorers' cost per layer after it."""
     lines = ["# Scorer validity", "",
-             f"On planted cells (the truth is `{TRUTH}`): `gt_tau` is the mean Kendall tau_b between a scorer's order "
-             "of the methods and the truth's, over planted cells and seeds (each seed a new planted layer), with a 95% bootstrap interval; `disc_power` the "
+             "Each row says where its ground truth comes from (`truth`): "
+             + "; ".join(f"`{kind}`: {text}" for kind, text in TRUTH_KINDS.items())
+             + ". In-model scorers (`causal`) can only be checked on implanted models; `readout` names what their "
+             "values read (`frozen_head`: a logistic head fitted on the final layer's states, for encoders "
+             "without an LM head). On an implanted model the seeds share one implant (its `implant.seed`) and the task's "
+             "sentences: they redraw the methods' and scorers' randomness, not the truth, so its intervals over "
+             "cells × seeds are narrower than over independent implants.", "",
+             f"On cells with a truth (the truth is `{TRUTH}`, the share of the planted or implanted set in the top "
+             "|G|): `gt_tau` is the mean Kendall tau_b between a scorer's order "
+             "of the methods and the truth's, over cells and seeds (on planted tasks each seed a new planted layer), with a 95% bootstrap interval; `disc_power` the "
              f"share of method pairs it separates by {NOISE_SE:g} seed standard errors of the paired difference; "
              "`random_last` the share of cells where `random` is below, or within that noise of, every method whose "
              "truth is above random's (a method that finds less of the planted set than random may score below it). "
              "A scorer is "
              "`validated` when its tau interval is above 0 and `random_last` >= 0.9. Families are the headline's "
              f"(areas over ln k); `@{k}` rows are one k.", "",
-             "| scorer | gt_tau | 95% CI | disc_power | random_last | cells × seeds | validated |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "| truth | scorer | readout | gt_tau | 95% CI | disc_power | random_last | cells × seeds | validated |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for row in table.itertuples():
         interval = format_number(row.low) + "–" + format_number(row.high) if pd.notna(row.low) else MISSING
-        lines.append(f"| {row.scorer} | {format_number(row.gt_tau)} | {interval} | {format_number(row.disc_power)} | "
-                     f"{format_number(row.random_last)} | {row.cells} | {'yes' if row.validated else 'no'} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {row.truth} | {row.scorer} | {row.readout or MISSING} | {format_number(row.gt_tau)} | "
+                     f"{interval} | {format_number(row.disc_power)} | {format_number(row.random_last)} | {row.cells} | "
+                     f"{'yes' if row.validated else 'no'} |")
+    text = "\n".join(lines) + "\n"
+    scorer_costs = scorer_cost_markdown(costs) if costs is not None else ""
+    return text + ("\n" + scorer_costs + "\n" if scorer_costs else "")

@@ -38,7 +38,7 @@ def test_a_scorer_that_follows_the_truth_has_tau_one_and_a_reversed_one_is_not_v
     assert table.loc["ablation", "gt_tau"] == pytest.approx(0.0)  # a, b, c reversed, random last: tau = 0
     assert not table.loc["ablation", "validated"]
     assert table.loc["probe_acc@10", "cells"] == 6  # 2 planted cells x 3 seeds
-    assert "| probe | 1.000 | 1.000–1.000 |" in render_validity(validity(planted_records()), 10)
+    assert "| synthetic | probe | — | 1.000 | 1.000–1.000 |" in render_validity(validity(planted_records()), 10)
 
 
 def test_few_cells_give_no_interval_and_no_truth_gives_an_empty_report():
@@ -61,3 +61,22 @@ def test_random_need_only_beat_nothing_the_truth_puts_below_it():
     assert scored(decoy_truth=0.0)["random_last"] == 1.0  # tied with random by the truth: no violation
     below = scored(decoy_truth=0.5)
     assert below["random_last"] == 0.0 and not below["validated"]
+
+
+def test_rows_say_whether_their_truth_is_synthetic_or_implanted_and_causal_names_its_readout():
+    """Implanted records (an `implant:` revision) with an in-model scorer: their rows are `implanted`, apart from the
+    synthetic ones; `causal` follows the truth there and names its readout; cells without a truth are left out."""
+    synthetic = planted_records()
+    implanted = planted_records(tasks=("templated_number",)).assign(model="tiny_implanted",
+                                                                     model_revision="implant:abc+r1")
+    causal = implanted[implanted["metric"] == "probe_acc"].assign(metric="causal_drop", readout="frozen_head")
+    elsewhere = implanted.assign(layer=1)  # another layer of the implanted model: no truth there
+    elsewhere = elsewhere[elsewhere["metric"] != "planted_rprec"].assign(value=lambda f: -f["value"])
+    table = validity(pd.concat([synthetic, implanted, causal, elsewhere], ignore_index=True))
+    kinds = dict(zip(zip(table["truth"], table["scorer"]), table.itertuples()))
+    assert ("synthetic", "causal") not in kinds
+    assert kinds[("implanted", "causal")].gt_tau == pytest.approx(1.0)
+    assert kinds[("implanted", "causal")].readout == "frozen_head"
+    assert kinds[("implanted", "probe")].gt_tau == pytest.approx(1.0)  # layer 1's reversed values are not read
+    assert kinds[("implanted", "probe")].cells == 3 and kinds[("synthetic", "probe")].cells == 6
+    assert list(table["truth"]).index("implanted") > max(i for i, t in enumerate(table["truth"]) if t == "synthetic")
