@@ -586,10 +586,11 @@ def beh(ranking, data, ks, rng) -> list[Score]:
     beh_drop − beh_off; areas over ln k `beh_drop_auc`, `beh_off_auc`, `beh_sel_auc`; context rows
     `beh_pairs`, `beh_kept`, `beh_clean_ld` and `beh_off_pairs`, `beh_off_kept`, `beh_off_clean_ld`.
     Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
-    Cost on 2 CPU cores shared with other jobs, smollm2_135m hidden L15, 32 test pairs of each attribute (12 number
-    + 26 tense kept), 6 ks: about 360 s per layer and ranking (the first of a cell, which pays for random-k);
-    linear in the kept pairs, so about 20 min at the default 200 pairs (64 read of each). Measured there for lca on
-    templated_number: beh_drop@10 0.11 [0.07, 0.14], @100 0.29 [0.22, 0.36] nats.
+    Measured on smollm2_135m hidden L15, lca on templated_number, 124 kept of 320 test pairs, R = 5, concept pairs
+    only: beh_drop@10 0.087 [0.075, 0.099], @30 0.201 [0.178, 0.224], @100 0.307 [0.274, 0.340] nats (random-k's
+    own drop 0.000, 0.013, 0.027). Cost on 2 CPU cores shared with other jobs: 1170 s for those 3 ks (5 random
+    k-sets each, the first ranking of a cell); linear in the kept pairs (at most MAX_READ = 128 of each set) and in
+    the edits; the off-target pairs (tense, about 85% kept) add about as much again.
     """
     ctx, site, layer, n, ranking = _cell(data, ranking, "beh")
     started = time.perf_counter()
@@ -710,15 +711,14 @@ def interchange(ranking, data, ks, rng) -> list[Score]:
     `ravel_disent_gain@k` = disent − random, areas `ravel_disent_auc`, `ravel_disent_gain_auc`, context
     `ravel_pairs`, `ravel_kept`. k = 0 is the clean model: IIA 0, cause 0, isolation 1.
     Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
-    Measured on smollm2_135m hidden L15, lca (163 train nouns) on templated_number, 32 test pairs (12 kept) and
-    16 crossed (14 kept): iia@10 0.04 [0, 0.13], @30 0.25 [0.13, 0.38], @100 0.67 [0.50, 0.83], random-k 0 at
-    every k; ravel_cause@100 0.89 [0.79, 1], ravel_iso 1 at every k (random-k too). L10: iia@10 0, @30 0.25 [0.13,
-    0.38], @100 0.75 [0.54, 0.92]; L20: iia@10 0, @30 0.08 [0, 0.21], @100 0.46 [0.29, 0.63] (random-k at most
-    0.01), so k = 10 is mostly not above random. On templated_tense (26 of 32
-    kept): iia@30 0.04 [0, 0.10], @100 0.21 [0.12, 0.31], ravel_cause@100 0.18 [0.07, 0.32], random-k 0 (0.01
-    cause at 100). Cost there, on 2 CPU cores shared with other jobs: 240 s (number) and 400 s (tense) for the
-    first ranking of a cell (readouts, random-k), 80-95 s for each further one; linear in the kept pairs (at most
-    64 of each set are read).
+    Measured on smollm2_135m hidden L15 (suite=behavioural's cell), lca on templated_number, 320 test pairs of which
+    124 kept (both members right), R = 5 (direct calls of this module's helpers, ks 10/30/100): iia@10 0.105 [0.069,
+    0.145] vs random-k 0.004 [0, 0.010], @30 0.286 [0.246, 0.331] vs 0.024, @100 0.581 [0.532, 0.629] vs 0.069
+    [0.045, 0.094]; iia_gain@10 0.101 [0.065, 0.139]; every neuron of the site patched: 0.80. Earlier, with 12 kept
+    pairs: ravel_cause@100 0.89 [0.79, 1], ravel_iso 1 at every k (random-k too); on templated_tense (26 of 32
+    kept) iia@30 0.04 [0, 0.10], @100 0.21 [0.12, 0.31]. Cost there, on 2 CPU cores shared with other jobs: 934 s
+    for the first ranking's IIA at 124 pairs (3 ks, 5 random k-sets each), 88 s for the clean pass over the 320
+    test pairs; linear in the kept pairs (at most MAX_READ = 128 of each set are read) and in the edits.
     """
     ctx, site, layer, n, ranking = _cell(data, ranking, "interchange")
     started = time.perf_counter()

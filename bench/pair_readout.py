@@ -3,7 +3,8 @@
 `LD(x) = ℓ_own(x) − ℓ_other(x)` at the last prompt position, ℓ = last_hidden_state (already final-normed)
 times the tied output embedding, in nats (the softmax normalizer cancels). Every member of a pair is read
 with its own answer first, so LD > 0 means the model prefers the right answer; a pair is kept when both
-members have LD > 0 (the reference's `LD(b) > 0` and `LD(c) < 0`). Answers must be one token each where
+members have LD > 0 (the reference's `LD(b) > 0` and `LD(c) < 0`); fewer than MIN_KEPT kept pairs is logged as a
+warning (the pair-bootstrap intervals are then wide). Answers must be one token each where
 they occur, after the prompt, and the model must have such a head: both are checked, and fail naming the
 model and the pair, before any forward pass.
 
@@ -32,7 +33,8 @@ from bench.models import LoadedModel
 log = logging.getLogger(__name__)
 
 ROLES = ("concept", "off_target")  # the keys of a task's minimal-pair declaration
-MAX_READ = 64  # kept pairs read under edits (the first ones; every edit costs a forward per member)
+MAX_READ = 128  # kept pairs read under edits (the first ones; every edit costs a forward per member)
+MIN_KEPT = 30  # fewer kept pairs than this: a warning, since the pair-bootstrap intervals are then wide
 
 
 def declared_pairs(declaration: dict | None, role: str, where: str, kind: type = MinimalPairs):
@@ -208,6 +210,10 @@ def _build(loaded: LoadedModel, pairs: MinimalPairs, pooling: str) -> PairReadou
     if len(kept) == 0:
         raise NeuronbenchError(f"model {loaded.name!r} gets none of the {len(ld)} test pairs of {pairs.name} "
                                "right (LD > 0 for both members), so there is no behaviour to ablate")
+    if len(kept) < MIN_KEPT:
+        log.warning("%s in %s: only %d of %d test pairs right (both members); the intervals of beh and interchange "
+                    "will be wide (ask the pair loader for more test pairs, e.g. n_test)", pairs.name, loaded.name,
+                    len(kept), len(ld))
     members = np.stack([2 * kept, 2 * kept + 1], axis=1).reshape(-1)
     prompts, where = _members(pairs, "test", kept)
     inputs, read_rows = _readout_inputs(loaded, prompts, where, batch_size=1)

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
-from bench.core.pairs import PAIR_SPLITS, Crossed, CrossedPairs, MinimalPairs, Pair
+from bench.core.pairs import Crossed, CrossedPairs, MinimalPairs, Pair
 from bench.core.types import SPLITS, Task
 from bench.errors import NeuronbenchError
 from bench.seeds import cell_rng
@@ -338,21 +338,28 @@ def _finite_verb(verb: Verb, tense: str, agreement: str) -> Word:
 # Minimal pairs per attribute, and the unrelated attribute whose pairs give the off-target readout.
 PAIR_ATTRIBUTES = {"number": "tense", "tense": "number"}
 N_PAIRS = 200  # per split, before the behavioural scorer keeps those the model gets right
+# Test pairs of a task's own concept: smollm2_135m gets both members of only about 35% of the number pairs right
+# (it reads a plural subject past an attractor of the other number as singular: 91% of singular members right, 44%
+# of plural ones), so 320 test pairs leave about 110 to read (bench.pair_readout.MAX_READ); the first N_PAIRS of
+# them are the 200-pair test split's, and the train split does not change.
+N_TEST_PAIRS = 320
 
 
 def pair_declaration(attribute: str, seed: int) -> dict:
     """What a task's meta says about its pairs: the loader configs of its concept's, of the off-target and of the
     crossed (number x tense) pairs, which the behavioural scorers instantiate (bench reads them without importing
     tasks/)."""
-    def loader(name: str) -> dict:
-        return {"_target_": "tasks.templated.minimal_pairs", "attribute": name, "seed": seed}
+    def loader(name: str, **more) -> dict:
+        return {"_target_": "tasks.templated.minimal_pairs", "attribute": name, "seed": seed, **more}
 
-    return {"concept": loader(attribute), "off_target": loader(PAIR_ATTRIBUTES[attribute]),
+    return {"concept": loader(attribute, n_test=N_TEST_PAIRS), "off_target": loader(PAIR_ATTRIBUTES[attribute]),
             "crossed": {"_target_": "tasks.templated.crossed_pairs", "seed": seed}}
 
 
-def minimal_pairs(attribute: str, n_pairs: int = N_PAIRS, seed: int = 0) -> MinimalPairs:
-    """`n_pairs` train and test pairs, no prompt twice, from the templated grammar (reference addendum A.1).
+def minimal_pairs(attribute: str, n_pairs: int = N_PAIRS, seed: int = 0, n_test: int | None = None) -> MinimalPairs:
+    """`n_pairs` train and `n_test` (default `n_pairs`) test pairs, no prompt twice, from the templated grammar
+    (reference addendum A.1). Pairs are drawn in one seeded stream, train first, so a larger `n_test` only appends
+    test pairs: the train split and the first `n_pairs` test pairs stay those of `n_test = n_pairs`.
 
       number  "the dog near the boxes" -> is / "the dogs near the boxes" -> are: the subject noun (the
               attribute word) changes number; the attractor, a prepositional phrase or a past-tense
@@ -365,14 +372,17 @@ def minimal_pairs(attribute: str, n_pairs: int = N_PAIRS, seed: int = 0) -> Mini
     if attribute not in PAIR_ATTRIBUTES:
         raise NeuronbenchError(f"no minimal pairs for attribute {attribute!r}; valid: {', '.join(PAIR_ATTRIBUTES)}")
     draw = {"number": _number_pair, "tense": _tense_pair}[attribute]
+    n_test = n_pairs if n_test is None else n_test
+    if n_pairs < 1 or n_test < 1:
+        raise NeuronbenchError(f"minimal pairs of {attribute!r}: n_pairs={n_pairs} and n_test={n_test} must be >= 1")
     rng = cell_rng(seed, "minimal_pairs", attribute)
     pairs: dict[tuple[str, ...], Pair] = {}
-    while len(pairs) < len(PAIR_SPLITS) * n_pairs:
+    while len(pairs) < n_pairs + n_test:
         pair = draw(rng)
         pairs.setdefault(pair.base, pair)
     drawn = list(pairs.values())
     return MinimalPairs(name=f"templated_{attribute}_pairs", attribute=attribute,
-                        pairs={split: tuple(drawn[i * n_pairs:(i + 1) * n_pairs]) for i, split in enumerate(PAIR_SPLITS)})
+                        pairs={"train": tuple(drawn[:n_pairs]), "test": tuple(drawn[n_pairs:])})
 
 
 def _changing_nouns(nouns: tuple[Noun, ...]) -> tuple[Noun, ...]:

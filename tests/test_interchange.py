@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import bench.causal_scores as causal_scores
+import bench.pair_readout as pair_readout_module
+import tasks.templated as templated
 from bench.causal_scores import (EditSpec, _crossed_hits, _flips, _patched_ld, check_interchange, interchange,
                                  run_edits)
 from bench.cache import BoundedMemo
@@ -26,6 +28,7 @@ from test_extract import TINY
 
 N_PAIRS = 8
 HIGH = ("mlp", 28)  # a cell near the top: few layers run per edit, so the scorer's own tests stay cheap
+ACCEPTANCE_LAYER = 15  # suite=behavioural's hidden layer (conf/suite/behavioural.yaml)
 
 
 def single_token_pairs(attribute: str, n_pairs: int, seed: int, words: list[str], crossed: bool = False):
@@ -80,6 +83,19 @@ def test_crossed_pairs_flip_both_attributes_and_answer_both():
     with pytest.raises(NeuronbenchError, match="must differ exactly at the words"):
         CrossedPairs("bad", ("number",), ((("Sing",), "is"), (("Plur",), "are")),
                      (Crossed(("the", "dog"), ("the", "dog"), (1,), (("Sing",), ("Plur",))),))
+
+
+def test_more_test_pairs_only_append_to_the_test_split():
+    """A task's concept asks for N_TEST_PAIRS test pairs (smollm2 keeps about 35% of the number pairs): the train
+    split and the first N_PAIRS test pairs are the default's, and all of them can be read (MAX_READ)."""
+    small, large = minimal_pairs("number", 40, seed=3), minimal_pairs("number", 40, seed=3, n_test=90)
+    assert large.pairs["train"] == small.pairs["train"] and large.pairs["test"][:40] == small.pairs["test"]
+    assert len(large.pairs["test"]) == 90 and len({p.base for s in large.pairs.values() for p in s}) == 130
+    meta = templated_task("number", "t", "1", n_sentences=20).meta["minimal_pairs"]
+    assert meta["concept"]["n_test"] == templated.N_TEST_PAIRS > templated.N_PAIRS
+    assert "n_test" not in meta["off_target"] and pair_readout_module.MAX_READ >= 0.35 * templated.N_TEST_PAIRS
+    with pytest.raises(NeuronbenchError, match="n_test=0 must be >= 1"):
+        minimal_pairs("number", 10, n_test=0)
 
 
 def test_patching_everything_at_the_embedding_is_the_source_run(single_tokens):
@@ -174,3 +190,22 @@ def test_bad_input_fails_before_any_forward_pass(tmp_path):
     with pytest.raises(NeuronbenchError, match="model 'tiny_random' has no output head"):
         run_job(config(tmp_path, "method=random", "scorers=[interchange]"), "random")
     assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_the_pairs_own_number_neurons_beat_random_k_at_the_suite_cell():
+    """Regression guard for the acceptance direction (issue 14 item 3) at suite=behavioural's hidden layer: the
+    neurons whose values differ most between the members of the kept pairs where the patch writes (the number at
+    the subject noun, read from the test pairs themselves) flip more answers than random-k: at k = 58 (10% of D)
+    the interval's lower end lies 0.3 above random-k (measured: 0.73 [0.55, 0.91], random-k 0, 11 kept pairs; 0.09 at
+    k = 10, too few pairs to tell there). 24 pairs, no crossed pairs; about 40 s."""
+    layer = ACCEPTANCE_LAYER
+    concept = {"_target_": "tasks.templated.minimal_pairs", "attribute": "number", "n_pairs": 24, "seed": 0}
+    loaded, data = smollm2_layer("hidden", layer, {"concept": concept})
+    ctx = data.context
+    readout = pair_readout(loaded, declared_pairs(ctx.pairs, "concept", "test"), ctx.pooling)
+    sources = readout.sources("hidden", layer)
+    ranking = np.argsort(-np.abs(sources[0::2] - sources[1::2]).mean(axis=0), kind="stable")
+    scores = interchange(ranking, data, [30], np.random.default_rng(0))
+    iia = by(scores, "iia", 58)
+    assert len(readout.kept) >= 5 and iia.interval[0] > by(scores, "iia_random", 58).value + 0.3, iia
+    assert by(scores, "iia", 30).value > by(scores, "iia_random", 30).value

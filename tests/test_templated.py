@@ -67,7 +67,7 @@ def test_meta_and_split_sizes(default_tasks):
     task = default_tasks["number"]
     pairs = {"_target_": "tasks.templated.minimal_pairs", "seed": 0}
     assert task.meta == {"source": "templated", "n_sentences": 2000, "seed": 0,
-                         "minimal_pairs": {"concept": {**pairs, "attribute": "number"},
+                         "minimal_pairs": {"concept": {**pairs, "attribute": "number", "n_test": 320},
                                            "off_target": {**pairs, "attribute": "tense"},
                                            "crossed": {"_target_": "tasks.templated.crossed_pairs", "seed": 0}}}
     assert {split: len(task.sentences[split]) for split in SPLITS} == {
