@@ -14,11 +14,6 @@ the direction perturbed by small orthogonal noise, each writing a third; `distri
 (not thresholded) neurons reading it under large orthogonal noise (one alone has train AUC near 0.7), each
 writing a sixteenth, so that only their sum carries the concept; `polysemantic` one neuron firing on either of
 two concepts (e.g. plural nouns, past verbs) plus one weaker neuron per concept.
-
-`output: off_readout` (decoders with a tied head) writes the concept direction without its component along
-the leading gradients of the minimal-pair readouts at the read position: an implant that fires on the prompt's
-last word (the number pairs' attractor noun) then leaves the model's answer alone, while the same implant at
-the attribute word still reaches the answer through attention.
 """
 
 from __future__ import annotations
@@ -59,9 +54,6 @@ MARGINS = {"gelu": 3.0, "silu": 8.0}
 # Lowest z of a graded (distributed) neuron at the 0.5th percentile of words, in standard deviations of s:
 # inside GELU's and SiLU's monotone ranges (they turn back up below z = -0.75 and -1.28).
 MONOTONE_FLOOR = {"gelu": 0.5, "silu": 1.0}
-READOUT_PAIRS = 48  # train minimal pairs whose readout gradients `output: off_readout` projects out
-OFF_READOUT_RANK = 4  # leading read-position gradient directions removed from the written direction
-OUTPUTS = ("concept", "off_readout")
 LINEAR_GATE = 8.0  # gate input of a gated distributed neuron at the mean token: SiLU(8 r) = 8 r within 0.3%
 CANDIDATE_SHARE = 0.10  # implants are drawn among this share of neurons that contribute least
 SHRINKAGE = 0.1  # covariance shrinkage of the LDA concept direction
@@ -83,9 +75,6 @@ def check_spec(name: str, spec: dict, loaded: LoadedModel | None = None) -> dict
     if implant["regime"] not in REGIMES:
         raise NeuronbenchError(f"conf/model/{name}.yaml: implant.regime={implant['regime']!r}; valid: "
                                f"{', '.join(REGIMES)}")
-    if implant.get("output", "concept") not in OUTPUTS:
-        raise NeuronbenchError(f"conf/model/{name}.yaml: implant.output={implant['output']!r}; valid: "
-                               f"{', '.join(OUTPUTS)}")
     concepts = implant["concepts"]
     wanted = 2 if implant["regime"] == "polysemantic" else 1
     if not isinstance(concepts, list) or len(concepts) < wanted or any(
@@ -177,7 +166,7 @@ def implant_truth(meta: dict | None, task: str, site: str, layer: int) -> tuple[
 
 def _concept_words(concepts: list[dict], max_sentences: int, split: str = "train"):
     """Sentences of the concepts' tasks (they must share them) and per concept its word labels (flat)."""
-    sentences, labels, metas = None, [], []
+    sentences, labels = None, []
     for concept in concepts:
         path = CONF / "task" / f"{concept['task']}.yaml"
         if not path.is_file():
@@ -189,14 +178,13 @@ def _concept_words(concepts: list[dict], max_sentences: int, split: str = "train
             raise NeuronbenchError(f"implant concepts {[c['task'] for c in concepts]} must share their sentences "
                                    "(e.g. two templated features of one seed)")
         sentences = sents
-        metas.append(task.meta)
         flat = [lab for sent in task.labels[split][:max_sentences] for lab in sent]
         if concept["label"] not in flat:
             raise NeuronbenchError(f"implant concept label {concept['label']!r} does not occur in task "
                                    f"{concept['task']!r}; its labels: {sorted({lab for lab in flat if lab})}")
         labels.append(np.array([lab if lab is not None else "" for lab in flat], dtype=object))
     refs = np.array([(s, w) for s, sent in enumerate(sentences) for w in range(len(sent))], dtype=np.int64)
-    return sentences, refs, labels, metas
+    return sentences, refs, labels
 
 
 def measure(loaded: LoadedModel, sentences, refs, layer: int, pooling: str,
@@ -279,62 +267,6 @@ def graded(s: np.ndarray, act: str) -> tuple[float, float]:
     return low - MONOTONE_FLOOR[act] * spread, 1.0 / max(spread, 1e-9)
 
 
-def readout_gradients(loaded: LoadedModel, declaration: dict | None, layer: int, role: str = "concept",
-                      n_pairs: int = READOUT_PAIRS, where: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Per member of the first `n_pairs` train minimal pairs of `role` (the task's `minimal_pairs` declaration,
-    bench.pair_readout: "concept" or "off_target"), the gradient of its logit difference LD(answer of the first member − answer
-    of the second), read where the behavioural readout reads it (the last prompt piece), with respect to the
-    residual after block `layer`: (2 n, D) at that read position and (2 n, D) at the attribute word's last piece.
-    Signs are aligned across members (always the first member's answer minus the second's)."""
-    from bench.extract import tokenize_words  # bench.pair_readout imports bench.intervene, as this module does
-    from bench.intervene import tied_lm_head
-    from bench.pair_readout import answer_ids, declared_pairs
-
-    pairs = declared_pairs(declaration, role, where)
-    ids = answer_ids(loaded, pairs)["train"][:n_pairs]  # (n, 2 members, [own, other]); raises without a head
-    weight = tied_lm_head(loaded)[0].detach()
-    device = next(loaded.model.parameters()).device
-    grads = {"read": [], "attribute": []}
-    flags = [p.requires_grad for p in loaded.model.parameters()]
-    for p in loaded.model.parameters():
-        p.requires_grad_(False)
-    try:
-        for i, pair in enumerate(pairs.pairs["train"][:n_pairs]):
-            for m in range(2):
-                prompt = list(pair[m])
-                (token_ids,), (word,) = tokenize_words(loaded, [prompt])
-                rows = {"read": int(np.flatnonzero(word == len(prompt) - 1)[-1]),
-                        "attribute": int(np.flatnonzero(word == pair.where[m])[-1])}
-                seen = {}
-
-                def grab(h, seen=seen):
-                    h = h.detach().requires_grad_(True)
-                    seen["h"] = h
-                    return h
-
-                with torch.enable_grad(), site_hook(loaded, "hidden", layer, grab):
-                    out = loaded.model(input_ids=torch.as_tensor([token_ids], device=device),
-                                       **({"use_cache": False} if loaded.decoder else {})).last_hidden_state
-                    first, second = ids[i, 0]  # the first member's own answer and the second's
-                    (out[0, -1].float() @ (weight[first] - weight[second]).float()).backward()
-                g = seen["h"].grad[0].double().cpu().numpy()
-                for name, row in rows.items():
-                    grads[name].append(g[row])
-    finally:
-        for p, flag in zip(loaded.model.parameters(), flags):
-            p.requires_grad_(flag)
-    return np.stack(grads["read"]), np.stack(grads["attribute"])
-
-
-def off_readout(w: np.ndarray, g_read: np.ndarray, rank: int = OFF_READOUT_RANK) -> tuple[np.ndarray, dict]:
-    """`w` without its component in the `rank` leading directions of the read-position gradients (their
-    uncentred principal axes), so that writing it where the readout reads barely moves the readout; unit."""
-    _, _, vt = np.linalg.svd(g_read, full_matrices=False)
-    basis = vt[:rank]
-    out = _unit(w - basis.T @ (basis @ w))
-    return out, {"rank": rank, "kept_norm": float(np.linalg.norm(w - basis.T @ (basis @ w)) / np.linalg.norm(w))}
-
-
 def _orthogonal(rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
     rho = rng.normal(size=d.shape)
     rho -= (rho @ d) * d
@@ -360,30 +292,13 @@ def implanted_model(base: LoadedModel, implant: dict, pooling: str) -> tuple[tor
                                f"valid: {', '.join(MARGINS)}")
     gated = len(base.ffn_inputs(layer)) == 2
     margin = MARGINS[act]
-    sentences, refs, labels, metas = _concept_words(concepts, int(implant.get("max_sentences", 600)))
+    sentences, refs, labels = _concept_words(concepts, int(implant.get("max_sentences", 600)))
     clean = measure(base, sentences, refs, layer, pooling)
     x, h = clean["x"], clean["h"]
     positives = [lab == c["label"] for lab, c in zip(labels, concepts)]
     contrasts = [(lab != "") & (lab != c["label"]) for lab, c in zip(labels, concepts)]
     directions = [lda_direction(x, p) for p in positives]
     writes = [_unit(h[p].mean(axis=0) - h[c].mean(axis=0)) for p, c in zip(positives, contrasts)]
-    projection = None
-    if implant.get("output", "concept") == "off_readout":
-        # write only what the readout does not read at the written word itself: the concept's last word (an
-        # attractor noun of the number pairs) is where the readout reads, and a plural push there would flip
-        # the model's answer; the ablation readout edits the attribute word and reads elsewhere
-        # (both the concept's pairs and the off-target ones: a number implant fires on the plural second subject
-        # that ends every tense prompt)
-        grads = {(c["task"], role): readout_gradients(base, meta.get("minimal_pairs"), layer, role,
-                                                      where=f"implant output off_readout ({c['task']})")
-                 for meta, c in zip(metas, concepts) for role in ("concept", "off_target")}
-        g_read = np.concatenate([read for read, _ in grads.values()])
-        g_attr = np.concatenate([attribute for (_, role), (_, attribute) in grads.items() if role == "concept"])
-        projected = [off_readout(w, g_read) for w in writes]
-        projection = [{**info, "read_effect": [float(np.abs(g_read @ w).mean()), float(np.abs(g_read @ v).mean())],
-                       "attribute_effect": [float(np.abs(g_attr @ w).mean()), float(np.abs(g_attr @ v).mean())]}
-                      for w, (v, info) in zip(writes, projected)]
-        writes = [v for v, _ in projected]
     separations = [float((h[p].mean(axis=0) - h[c].mean(axis=0)) @ w)
                    for p, c, w in zip(positives, contrasts, writes)]
 
@@ -517,8 +432,7 @@ def implanted_model(base: LoadedModel, implant: dict, pooling: str) -> tuple[tor
         "detectors": detectors, "z_other_p99": z_other, "distributed_noise": noise,
         "neuron_auc": [auc(a_new[positives[i], n], a_new[contrasts[i], n])
                        for n, i in enumerate(next(i for i, sh in enumerate(p[2]) if sh > 0) for p in plan)],
-        "mean_token_cv": cv if gated else None, "output": implant.get("output", "concept"),
-        "readout_projection": projection, "n_words": int(len(refs)),
+        "mean_token_cv": cv if gated else None, "n_words": int(len(refs)),
     }
     log.info("implant %s L%d neurons %s: gain %.2f reached %.2f, p99 z of other words %s", regime, layer,
              meta["implanted"], gain, reached, np.round(z_other, 2).tolist())

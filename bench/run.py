@@ -50,9 +50,11 @@ from bench.seeds import cell_rng, cluster_resamples
 log = logging.getLogger(__name__)
 
 METHOD_CONFIGS = MODEL_CONFIGS.parent / "method"  # conf/method: the built-in methods
-# The runner's own rows, one per rank() call (bench.metrics gathers them with the scorers'): shown in the board's
-# cost section, never ranked.
-METRICS = (Metric("cost_time_s", higher_is_better=False), Metric("cost_peak_mem_b", higher_is_better=False))
+# The runner's own cost rows (bench.metrics gathers them with the scorers'): rank()'s wall seconds and peak bytes
+# per layer, and each scorer's wall seconds on one ranking of one layer (job.json's `scorers_s`, packed as cost
+# rows by leaderboard.records); shown in the board's cost sections, never ranked.
+METRICS = (Metric("cost_time_s", higher_is_better=False), Metric("cost_peak_mem_b", higher_is_better=False),
+           Metric("cost_scorer_s", higher_is_better=False))
 
 
 def single_threaded_blas() -> None:

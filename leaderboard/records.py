@@ -59,9 +59,11 @@ SCORER_COST = "cost_scorer_s"  # a costs row: one scorer's wall seconds on one r
 def scorer_cost_rows(results: Path, records: pd.DataFrame) -> pd.DataFrame:
     """Per job, (site, layer) and scorer: the seconds the scorer took on that job's ranking (job.json's
     `layers[].scorers_s`; a ranking equal to another method's was scored once, and its job has none), as costs rows
-    (metric SCORER_COST, `scorer`) keyed like the job's records. Empty when no job.json has timings."""
+    (metric SCORER_COST, `scorer`) that carry every column of the cell's records but the value's own, so packing
+    them beside the records keeps each column's type. Empty when no job.json has timings."""
     keys = ["source", "task", "concept", "model", "method", "seed"]
-    ids = records[keys].drop_duplicates()
+    value_columns = [c for c in ("metric", "k", "value", "ci_low", "ci_high") if c in records.columns]
+    cells = records.drop_duplicates([*keys, "site", "layer"]).drop(columns=value_columns)
     rows = []
     for path in sorted(Path(results).glob("runs/**/job.json")):
         try:
@@ -71,15 +73,16 @@ def scorer_cost_rows(results: Path, records: pd.DataFrame) -> pd.DataFrame:
         cfg = job.get("config", {})
         task, model = cfg.get("task", {}), cfg.get("model", {})
         seed, method = cfg.get("seed"), job.get("method")
-        match = ids[(ids["task"] == task.get("name")) & (ids["model"] == model.get("name"))
-                    & (ids["method"] == method) & (ids["seed"] == seed)]
-        if match.empty:
-            continue
-        base = match.iloc[0].to_dict()
-        rows += [{**base, "site": cell.get("site"), "layer": cell.get("layer"), "metric": SCORER_COST,
-                  "scorer": scorer, "value": float(seconds)}
-                 for cell in job.get("layers", []) for scorer, seconds in (cell.get("scorers_s") or {}).items()]
-    return pd.DataFrame(rows)
+        match = cells[(cells["task"] == task.get("name")) & (cells["model"] == model.get("name"))
+                      & (cells["method"] == method) & (cells["seed"] == seed)]
+        for cell in job.get("layers", []):
+            at = match[(match["site"] == cell.get("site")) & (match["layer"] == cell.get("layer"))]
+            if at.empty:
+                continue
+            base = at.iloc[0].to_dict()
+            rows += [{**base, "metric": SCORER_COST, "scorer": scorer, "value": float(seconds)}
+                     for scorer, seconds in (cell.get("scorers_s") or {}).items()]
+    return pd.DataFrame(rows, columns=[*cells.columns, "metric", "scorer", "value"]) if rows else pd.DataFrame()
 
 
 TASK_RUN = ["task", "concept", "model"]  # what `pack --merge` replaces whole: every seed of a task on a model
