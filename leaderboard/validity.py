@@ -34,8 +34,7 @@ def scorer_readouts(records: pd.DataFrame, k: int) -> dict[str, str]:
     """Per scorer row name, the readout(s) its in-model values came from (records' `readout`), '' for none."""
     if "readout" not in records.columns:
         return {}
-    metrics = {**{family: names for family, names in FAMILIES.items()},
-               **{f"{name}@{k}": (name,) for name in PER_K}}
+    metrics = {**FAMILIES, **{f"{name}@{k}": (name,) for name in PER_K}}
     out = {}
     for scorer, names in metrics.items():
         found = records.loc[records["metric"].isin(names), "readout"].dropna().unique()
@@ -60,13 +59,12 @@ def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: 
     0 and random last in at least 90% of cells)."""
     columns = ["truth", "scorer", "readout", "gt_tau", "low", "high", "disc_power", "random_last", "cells",
                "validated"]
-    truth = records[records["metric"] == TRUTH][[*UNIT_KEYS, *METHOD_KEYS, "seed", "value"]].rename(
-        columns={"value": "truth"})
+    truth_rows = records[records["metric"] == TRUTH]
+    truth = truth_rows[[*UNIT_KEYS, *METHOD_KEYS, "seed", "value"]].rename(columns={"value": "truth"})
     if truth.empty:
         return pd.DataFrame(columns=columns)
     # only the cells that have a truth: an implanted model's other layers and sites have none
-    cells = records[records["metric"] == TRUTH][UNIT_KEYS].assign(
-        kind=records.loc[records["metric"] == TRUTH, "model_revision"].map(truth_kind)).drop_duplicates(UNIT_KEYS)
+    cells = truth_rows[UNIT_KEYS].assign(kind=truth_rows["model_revision"].map(truth_kind)).drop_duplicates(UNIT_KEYS)
     values = scorer_values(records, k).merge(cells, on=UNIT_KEYS)
     readouts = scorer_readouts(records, k)
     rng = np.random.default_rng(seed)
