@@ -586,11 +586,10 @@ def beh(ranking, data, ks, rng) -> list[Score]:
     beh_drop − beh_off; areas over ln k `beh_drop_auc`, `beh_off_auc`, `beh_sel_auc`; context rows
     `beh_pairs`, `beh_kept`, `beh_clean_ld` and `beh_off_pairs`, `beh_off_kept`, `beh_off_clean_ld`.
     Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
-    Measured on smollm2_135m hidden L15, lca on templated_number, 124 kept of 320 test pairs, R = 5, concept pairs
-    only: beh_drop@10 0.087 [0.075, 0.099], @30 0.201 [0.178, 0.224], @100 0.307 [0.274, 0.340] nats (random-k's
-    own drop 0.000, 0.013, 0.027). Cost on 2 CPU cores shared with other jobs: 1170 s for those 3 ks (5 random
-    k-sets each, the first ranking of a cell); linear in the kept pairs (at most MAX_READ = 128 of each set) and in
-    the edits; the off-target pairs (tense, about 85% kept) add about as much again.
+    The intervals are over pairs only: they leave out the draw of the random k-sets (a `random` ranking's own
+    beh_drop can sit a little above 0). Values and cost: leaderboard/published/behavioural_smollm2_135m (on
+    2 CPU cores, about 340 s for the first ranking of a cell, which pays for the random k-sets, and 75-105 s for
+    each further one; linear in the kept pairs, at most MAX_READ = 128 of each set, and in the edits).
     """
     ctx, site, layer, n, ranking = _cell(data, ranking, "beh")
     started = time.perf_counter()
@@ -711,14 +710,9 @@ def interchange(ranking, data, ks, rng) -> list[Score]:
     `ravel_disent_gain@k` = disent − random, areas `ravel_disent_auc`, `ravel_disent_gain_auc`, context
     `ravel_pairs`, `ravel_kept`. k = 0 is the clean model: IIA 0, cause 0, isolation 1.
     Intervals: 95% percentile over PAIR_BOOTSTRAP = 1,000 resamples of the kept pairs.
-    Measured on smollm2_135m hidden L15 (suite=behavioural's cell), lca on templated_number, 320 test pairs of which
-    124 kept (both members right), R = 5 (direct calls of this module's helpers, ks 10/30/100): iia@10 0.105 [0.069,
-    0.145] vs random-k 0.004 [0, 0.010], @30 0.286 [0.246, 0.331] vs 0.024, @100 0.581 [0.532, 0.629] vs 0.069
-    [0.045, 0.094]; iia_gain@10 0.101 [0.065, 0.139]; every neuron of the site patched: 0.80. Earlier, with 12 kept
-    pairs: ravel_cause@100 0.89 [0.79, 1], ravel_iso 1 at every k (random-k too); on templated_tense (26 of 32
-    kept) iia@30 0.04 [0, 0.10], @100 0.21 [0.12, 0.31]. Cost there, on 2 CPU cores shared with other jobs: 934 s
-    for the first ranking's IIA at 124 pairs (3 ks, 5 random k-sets each), 88 s for the clean pass over the 320
-    test pairs; linear in the kept pairs (at most MAX_READ = 128 of each set are read) and in the edits.
+    Every neuron of smollm2_135m's hidden L15 patched gives iia 0.80 on templated_number. Values and cost:
+    leaderboard/published/behavioural_smollm2_135m (on 2 CPU cores, 290-360 s for the first ranking of a cell with
+    its crossed pairs, 75-100 s for each further one; linear in the kept pairs and in the edits).
     """
     ctx, site, layer, n, ranking = _cell(data, ranking, "interchange")
     started = time.perf_counter()

@@ -34,7 +34,7 @@ RANKED_METRICS = RANKED
 HEADLINE_METRICS = ("probe_auc", "selectivity_auc", "probe_auc_gaussian", "probe_acc", "selectivity",
                     "ablate_drop_top", "ablate_drop_bottom", "min_subset_saving", "avg_overlap", "neuron_vote",
                     "stab_seed", "stab_boot", "planted_rprec", "causal_gain", "causal_tpp", "causal_lm_gain",
-                    "translate_success", "faith_cpr")
+                    "translate_success", "faith_cpr", "beh_drop", "beh_sel", "iia_gain", "ravel_disent_gain")
 DEPTH_METRIC = "probe_acc"
 BASELINE_METHODS = frozenset({"random"})
 BUILTIN_SOURCE = "builtin"
@@ -294,6 +294,11 @@ def headline_stats(headline: pd.DataFrame) -> pd.DataFrame:
     return seed_summary(headline, [*METHOD_KEYS, "label"])
 
 
+def has_depth(records: pd.DataFrame) -> bool:
+    """Whether a site's records have the by-layer table's metric (a board of in-model scorers may not)."""
+    return bool((records["metric"] == DEPTH_METRIC).any())
+
+
 def depth_stats(records: pd.DataFrame, k) -> pd.DataFrame:
     """`DEPTH_METRIC@k` per (source, method, layer) over seeds, plus the all-neuron probe as a context row."""
     at_k = records[(records["metric"] == DEPTH_METRIC) & (records["k"] == k).fillna(False)]
@@ -304,20 +309,22 @@ def depth_stats(records: pd.DataFrame, k) -> pd.DataFrame:
 
 
 def context_items(records: pd.DataFrame, k) -> list[tuple[str, float]]:
-    """Chance levels and baselines that a group's numbers should be read against: (description, value) pairs,
-    NaN where the records have none. Descriptions mark record names with backticks."""
+    """Chance levels and baselines that a group's numbers should be read against: (description, value) pairs of
+    those the records have (a board of in-model scorers may have none). Descriptions mark record names with
+    backticks."""
     at_k = (records["k"] == k).fillna(False)
     curve_level = records[records["k"].isna()].groupby("metric")["value"].mean()
     per_k = records[at_k].groupby("metric")["value"].mean()
     chance = records.loc[at_k & records["metric"].isin(["avg_overlap", "jaccard"]), "chance"].mean()
     k_text = format_k(k)
-    return [
+    items = [
         ("majority", curve_level.get("majority", float("nan"))),
         ("all neurons (`acc_all`, mean over layers)", curve_level.get("acc_all", float("nan"))),
         (f"random-{k_text} kept (`ablate_keep_random@{k_text}`)", per_k.get("ablate_keep_random", float("nan"))),
         (f"random-{k_text} drop (`ablate_drop_random@{k_text}`)", per_k.get("ablate_drop_random", float("nan"))),
         (f"chance Jaccard@{k_text}", chance),
     ]
+    return [(text, value) for text, value in items if pd.notna(value)]
 
 
 def seed_summary(records: pd.DataFrame, by: list) -> pd.DataFrame:
@@ -400,7 +407,11 @@ def cost_summary(costs: pd.DataFrame, by: tuple = ("task", "model")) -> pd.DataF
 
 def headline_sentence(ranking: pd.DataFrame) -> str:
     """What the headline is, in the words every board prints above it."""
-    families = ", ".join(FAMILY_NAMES[f] for f in ranking.attrs.get("families", []))
+    if not ranking.attrs.get("families"):
+        return ("The headline `score` is the share of the other methods a method beats, per cell and scorer family "
+                f"({', '.join(FAMILY_NAMES.values())}), averaged over cells and families; none of these families was "
+                "run on this board, so no method has a score and every value below is shown, not ranked.")
+    families = ", ".join(FAMILY_NAMES[f] for f in ranking.attrs["families"])
     return (f"The headline `score` is the share of the other methods a method beats, per cell (task × concept × model "
             f"× layer × site) and scorer family ({families}), averaged over its cells and then over the families: "
             "1 = best everywhere, 0 = worst. Identical rankings count once; a cell where no method beats `random` by "
@@ -458,9 +469,13 @@ def render_markdown(summary: Summary) -> str:
         sections += [
             f"## {group.task} · {group.model} (k* = {format_k(k)})",
             _method_markdown(table, group.headline, summary.labels, k),
-            "Context: " + " · ".join(f"{text} {format_number(value)}" for text, value in context_items(group.records, k)),
         ]
+        context = context_items(group.records, k)
+        if context:
+            sections.append("Context: " + " · ".join(f"{text} {format_number(value)}" for text, value in context))
         for site, site_records in group.records.groupby("site"):
+            if not has_depth(site_records):
+                continue
             sections += [
                 f"### `{DEPTH_METRIC}@{format_k(k)}` by layer, site `{site}`",
                 _depth_markdown(site_records, table, k),

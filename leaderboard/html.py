@@ -19,8 +19,8 @@ import pandas as pd
 from leaderboard.board import (
     BASELINE_METHODS, BUILTIN_SOURCE, CI_COLUMNS, DEPTH_METRIC, FAMILY_COLUMNS, METHOD_KEYS, MISSING, Group, Summary,
     bracketed_interval, column_label, context_items, cost_summary, depth_stats, format_intervals, format_k,
-    format_number, format_stats, headline_columns, headline_sentence, headline_stats, interval_sentence, method_label,
-    overall_sentence, seed_summary,
+    format_number, format_stats, has_depth, headline_columns, headline_sentence, headline_stats, interval_sentence,
+    method_label, overall_sentence, seed_summary,
 )
 from leaderboard.htmlparts import CSS, SCRIPT, Cell, missing as _missing, nice_ticks as _nice_ticks, number as _number
 from leaderboard.htmlparts import svg as _svg, table as _table, tick as _tick
@@ -43,6 +43,11 @@ CURVES = (
     ("translate_success", "Translation success (Antverg & Belinkov)", (("chance", "no edit"),)),
     ("clamp_success", "Clamp success (Suau et al.)", (("chance", "no edit"),)),
     ("faith", "Faithfulness f(k): top-k kept, rest mean-ablated", ()),
+    ("beh_drop_top", "Model's own logit difference lost (nats), top-k mean-ablated",
+     (("beh_drop_random", "random-k"),)),
+    ("iia", "Interchange intervention accuracy", (("iia_random", "random-k"),)),
+    ("ravel_cause", "RAVEL cause: the patched attribute follows the source", (("chance", "random-k"),)),
+    ("ravel_iso", "RAVEL isolation: the other attribute stays the base's", (("chance", "random-k"),)),
 )
 CURVE_INPUTS = frozenset(metric for curve, _, references in CURVES
                           for metric in (curve, *(r for r, _ in references if r != "chance")))
@@ -475,10 +480,10 @@ def _depth_table(records: pd.DataFrame, ranking: pd.DataFrame, k) -> str:
     return _table(headers, rows)
 
 
-def _context(group: Group) -> str:
+def _context(group: Group) -> list[str]:
     items = "".join(f"<li>{_inline_code(text)}: {format_number(value)}</li>"
                     for text, value in context_items(group.records, group.k))
-    return f'<ul class="context">{items}</ul>'
+    return ["<p class=note>Baselines and chance levels:</p>", f'<ul class="context">{items}</ul>'] if items else []
 
 
 def _inline_code(text: str) -> str:
@@ -546,10 +551,11 @@ def _group_section(index: int, group: Group, labels: list[str], methods: _Method
              _ranking_table(group.ranking, group.headline, labels, k=group.k, pages=pages),
              *([f"<p class=note>A method's name opens the page of its top neurons in its best cell (the layer of "
                 f"its highest <code>{DEPTH_METRIC}@k*</code>, seed 0).</p>"] if pages else []),
-             "<p class=note>Baselines and chance levels:</p>", _context(group)]
+             *_context(group)]
     for site, site_records in group.records.groupby("site"):
-        parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"
-                  "</code> by layer</h3>", _depth_table(site_records, group.ranking, group.k)]
+        if has_depth(site_records):
+            parts += [f"<h3>Site <code>{escape(str(site))}</code>: <code>{DEPTH_METRIC}@{escape(format_k(group.k))}"
+                      "</code> by layer</h3>", _depth_table(site_records, group.ranking, group.k)]
         figures = _curves(site_records, order, methods)
         if figures:
             parts += [f"<h3>Site <code>{escape(str(site))}</code>: curves over k (mean over layers; band: ±std over "

@@ -178,6 +178,20 @@ def test_context_line_reports_chance_levels_at_headline_k():
             "chance Jaccard@10 0.007") in markdown
 
 
+
+def test_a_board_of_behavioural_rows_only_shows_them_and_says_nothing_is_scored():
+    """suite=behavioural runs beh and interchange alone: no headline family, no probe_acc for the by-layer table,
+    no baselines for the context line. The page says so and shows the behavioural columns instead of dashes."""
+    records = make_records(*({"method": method, "metric": metric, "k": 10, "value": value}
+                             for method, value in (("lca", 0.09), ("random", 0.02))
+                             for metric in ("beh_drop", "iia_gain")))
+    markdown, _ = build_board(records)
+    assert "none of these families was run on this board, so no method has a score" in markdown
+    overall = section(markdown, "## Overall")
+    assert overall[0].endswith("| beh_drop@k* | iia_gain@k* |")
+    assert overall[2].endswith("| 0.090 | 0.090 |")
+    assert "Context:" not in markdown and "by layer" not in markdown
+
 def test_pipes_in_names_do_not_break_tables():
     records = make_records(*probe_grid({"a|b": 0.9, "c": 0.5}, source="submission:x|y"))
     overall = section(build_board(records)[0], "## Overall")
