@@ -17,8 +17,12 @@ from leaderboard.board import MISSING, format_number, scorer_cost_markdown
 from leaderboard.headline import BASELINE, FAMILIES, LEVEL, METHOD_KEYS, MIN_UNITS, NOISE_SE, UNIT_KEYS, family_values
 
 TRUTH = "planted_rprec"
-# The per-k view: the headline families' metrics (those that need a model have rows on implanted models only).
-PER_K = tuple(name for names in FAMILIES.values() for name in names)
+# Shown metrics that the report checks before any headline may use them: the model's own readout (`beh`, readout
+# lm_logit_diff, decoders only), as its area over ln k and per k.
+CANDIDATES = {"beh_drop_auc": "beh_drop"}
+# The per-k view: the headline families' metrics and the candidates' (those that need a model have rows on
+# implanted models only).
+PER_K = (*(name for names in FAMILIES.values() for name in names), *CANDIDATES.values())
 BOOTSTRAP = 1000
 TRUTH_KINDS = {"synthetic": "planted in synthetic activations (no model: in-model scorers have no rows)",
                "implanted": "implanted in a real model's FFN (bench/implant.py)"}
@@ -34,7 +38,7 @@ def scorer_readouts(records: pd.DataFrame, k: int) -> dict[str, str]:
     """Per scorer row name, the readout(s) its in-model values came from (records' `readout`), '' for none."""
     if "readout" not in records.columns:
         return {}
-    metrics = {**FAMILIES, **{f"{name}@{k}": (name,) for name in PER_K}}
+    metrics = {**FAMILIES, **{area: (area,) for area in CANDIDATES}, **{f"{name}@{k}": (name,) for name in PER_K}}
     out = {}
     for scorer, names in metrics.items():
         found = records.loc[records["metric"].isin(names), "readout"].dropna().unique()
@@ -43,11 +47,14 @@ def scorer_readouts(records: pd.DataFrame, k: int) -> dict[str, str]:
 
 
 def scorer_values(records: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Per (cell, scorer, method, seed) value: the headline families and the per-k metrics at k."""
+    """Per (cell, scorer, method, seed) value: the headline families, the candidates' areas and the per-k metrics
+    at k."""
     families = family_values(records).rename(columns={"family": "scorer"})
+    columns = [*UNIT_KEYS, *METHOD_KEYS, "seed", "scorer", "value"]
+    areas = records[records["metric"].isin(CANDIDATES) & records["k"].isna()]
     at_k = records[records["metric"].isin(PER_K) & (records["k"] == k).fillna(False)]
-    at_k = at_k.assign(scorer=at_k["metric"] + f"@{k}")[[*UNIT_KEYS, *METHOD_KEYS, "seed", "scorer", "value"]]
-    return pd.concat([families, at_k], ignore_index=True)
+    return pd.concat([families, areas.assign(scorer=areas["metric"])[columns],
+                      at_k.assign(scorer=at_k["metric"] + f"@{k}")[columns]], ignore_index=True)
 
 
 def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
@@ -141,9 +148,10 @@ def render_validity(table: pd.DataFrame, k: int, costs: pd.DataFrame | None = No
     lines = ["# Scorer validity", "",
              "Each row says where its ground truth comes from (`truth`): "
              + "; ".join(f"`{kind}`: {text}" for kind, text in TRUTH_KINDS.items())
-             + ". In-model scorers (`causal`) can only be checked on implanted models; `readout` names what their "
-             "values read (`frozen_head`: a logistic head fitted on the final layer's states, for encoders "
-             "without an LM head). On an implanted model the seeds share one implant (its `implant.seed`) and the task's "
+             + ". In-model scorers (`causal`, `beh`) can only be checked on implanted models; `readout` names what "
+             "their values read (`frozen_head`: a logistic head fitted on the final layer's states, for encoders "
+             "without an LM head; `lm_logit_diff`: the model's own logit difference on minimal pairs). `beh` is "
+             "shown, not ranked, on the boards until it is validated here. On an implanted model the seeds share one implant (its `implant.seed`) and the task's "
              "sentences: they redraw the methods' and scorers' randomness, not the truth, so its intervals over "
              "cells × seeds are narrower than over independent implants.", "",
              f"On cells with a truth (the truth is `{TRUTH}`, the share of the planted or implanted set in the top "

@@ -80,3 +80,17 @@ def test_rows_say_whether_their_truth_is_synthetic_or_implanted_and_causal_names
     assert kinds[("implanted", "probe")].gt_tau == pytest.approx(1.0)  # layer 1's reversed values are not read
     assert kinds[("implanted", "probe")].cells == 3 and kinds[("synthetic", "probe")].cells == 6
     assert list(table["truth"]).index("implanted") > max(i for i, t in enumerate(table["truth"]) if t == "synthetic")
+
+
+def test_beh_is_checked_on_implanted_cells_as_its_area_and_per_k():
+    """`beh` is shown, not ranked, until validated: the report reads its area (`beh_drop_auc`, a curve-level record)
+    and `beh_drop@k`, names their readout, and a reversed beh is not validated."""
+    implanted = planted_records(tasks=("templated_number",)).assign(model="tiny_implanted",
+                                                                    model_revision="implant:abc+r1")
+    probe = implanted[implanted["metric"] == "probe_acc"]
+    area = probe[probe["k"] == 10].assign(metric="beh_drop_auc", k=None, readout="lm_logit_diff")
+    per_k = probe.assign(metric="beh_drop", value=lambda f: -f["value"], readout="lm_logit_diff")
+    rows = validity(pd.concat([implanted, area, per_k], ignore_index=True)).set_index("scorer")
+    assert rows.loc["beh_drop_auc", "gt_tau"] == pytest.approx(1.0)
+    assert rows.loc["beh_drop_auc", "readout"] == "lm_logit_diff" and rows.loc["beh_drop_auc", "truth"] == "implanted"
+    assert rows.loc["beh_drop@10", "gt_tau"] == pytest.approx(-1.0) and not rows.loc["beh_drop@10", "validated"]
