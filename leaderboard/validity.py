@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
+from bench.seeds import cell_rng
 from leaderboard.board import MISSING, format_number, scorer_cost_markdown
 from leaderboard.headline import BASELINE, FAMILIES, LEVEL, METHOD_KEYS, MIN_UNITS, NOISE_SE, UNIT_KEYS, family_values
 
@@ -74,7 +75,6 @@ def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: 
     cells = truth_rows[UNIT_KEYS].assign(kind=truth_rows["model_revision"].map(truth_kind)).drop_duplicates(UNIT_KEYS)
     values = scorer_values(records, k).merge(cells, on=UNIT_KEYS)
     readouts = scorer_readouts(records, k)
-    rng = np.random.default_rng(seed)
     rows = []
     for (kind, scorer), part in values.groupby(["kind", "scorer"], sort=False):
         joined = part.rename(columns={"value": "score"}).merge(truth, on=[*UNIT_KEYS, *METHOD_KEYS, "seed"])
@@ -93,6 +93,7 @@ def validity(records: pd.DataFrame, k: int = 10, n_boot: int = BOOTSTRAP, seed: 
                 last.append(random_is_last(per_seed[[("builtin", BASELINE), *above]]))
         low = high = np.nan
         if len(taus) >= MIN_UNITS:
+            rng = cell_rng(seed, "validity", kind, scorer)  # an interval does not depend on the other rows
             draws = rng.choice(taus, size=(n_boot, len(taus))).mean(axis=1)
             low, high = np.quantile(draws, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2])
         random_last = float(np.mean(last)) if last else np.nan
