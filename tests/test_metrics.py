@@ -83,9 +83,12 @@ def test_model_scorers_emit_what_they_declare(setup):  # noqa: F811
 def test_the_board_reads_the_declarations():
     assert set(board.RANKED_METRICS) == {name for name, metric in METRICS.items() if metric.ranked} == set(RANKED)
     assert headline.FAMILIES == FAMILIES and set(board.FAMILY_NAMES) == set(FAMILIES)
-    # every family's per-k metrics, in-model ones included: implanted models give those a truth
-    assert set(validity.PER_K) == {name for names in FAMILIES.values() for name in names}
+    # every family's per-k metrics, in-model ones included (implanted models give those a truth), and the
+    # candidates' (shown metrics the report checks before a headline may use them)
+    assert set(validity.PER_K) == {name for names in FAMILIES.values() for name in names} | set(
+        validity.CANDIDATES.values())
     assert all(METRICS[name].per_k for name in validity.PER_K)
+    assert all(not METRICS[area].per_k and not METRICS[area].ranked for area in validity.CANDIDATES)
     shown = {*board.HEADLINE_METRICS, board.DEPTH_METRIC, validity.TRUTH, html.AGREEMENT_METRIC, *html.CURVE_INPUTS}
     assert shown <= set(METRICS), shown - set(METRICS)
 
